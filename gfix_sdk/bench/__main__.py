@@ -1,0 +1,28 @@
+"""``python -m gfix_sdk.bench <benchmark> [options]`` (``--help`` per benchmark)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+BENCHMARKS = {
+    "raster": ("gfix_sdk.bench.raster", "2D Gaussian rasterizer: native vs PyTorch references"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help") or args[0] not in BENCHMARKS:
+        print("usage: python -m gfix_sdk.bench <benchmark> [options]\n\nbenchmarks:")
+        for name, (_, summary) in BENCHMARKS.items():
+            print(f"  {name:10s} {summary}")
+        if args and args[0] not in ("-h", "--help"):
+            print(f"\nunknown benchmark: {args[0]}", file=sys.stderr)
+            return 2
+        return 0
+    module = __import__(BENCHMARKS[args[0]][0], fromlist=["main"])
+    return module.main(args[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
