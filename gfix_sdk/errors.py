@@ -1,0 +1,24 @@
+"""Exceptions raised by gfix_sdk.
+
+Each subclasses both :class:`GFixError` and the builtin it refines, so callers
+can catch either (as PyAV does with ``InvalidDataError(FFmpegError, ValueError)``).
+"""
+
+from __future__ import annotations
+
+
+class GFixError(Exception):
+    """Base class of every error gfix_sdk raises on purpose."""
+
+
+class GFixFormatError(GFixError, ValueError):
+    """A ``.gfix`` file (or one of its sections) is malformed, truncated,
+    corrupted or of an unsupported version. The message says what and where."""
+
+
+class VideoReadError(GFixError, ValueError):
+    """An input video exists but cannot be read or decoded."""
+
+
+class VideoWriteError(GFixError, OSError):
+    """An output video cannot be written."""
