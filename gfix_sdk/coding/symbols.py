@@ -1,0 +1,195 @@
+"""Entropy coding of integer arrays with constriction's ANS coder.
+
+Each array (a "channel", e.g. the quantised x positions of a frame) is coded
+with whichever of these models gives the fewest bytes, the model's parameters
+travelling in front of the data:
+
+* ``CONSTANT``    - every value equal: just the value.
+* ``EMPIRICAL``   - the channel's own histogram (non-parametric), sent as counts.
+* ``LAPLACE``     - a discrete Laplace (two-sided geometric) centred on an
+  integer, sent as its centre and its decay ratio in 16-bit fixed point.
+* ``RAW``         - fixed-width bit packing (for near-uniform channels).
+
+Probability tables are built from integers only (counts, or the Laplace table
+by fixed-point recursion), so the decoder rebuilds the very same table on any
+machine: no ``exp``/``log`` whose last bit could differ between platforms
+decides a symbol's probability. constriction turns those integer weights into
+its fixed-point model deterministically (``Categorical(..., perfect=False)``).
+"""
+
+from __future__ import annotations
+
+import math
+from enum import IntEnum
+
+import constriction
+import numpy as np
+
+from gfix_sdk.coding.bytestream import ByteReader, ByteWriter
+
+MAX_ALPHABET = 1 << 16  # table-based models; wider channels use RAW
+MAX_ABS_SYMBOL = (1 << 31) - 1
+_LAPLACE_PEAK = 1 << 30
+_RATIO_ONE = 1 << 16
+
+
+class Model(IntEnum):
+    CONSTANT = 0
+    EMPIRICAL = 1
+    LAPLACE = 2
+    RAW = 3
+
+
+def laplace_table(center: int, ratio_q: int, lo: int, hi: int) -> np.ndarray:
+    """Integer weights over ``[lo, hi]`` of a discrete Laplace: weight(k) =
+    T(|k - center|) with T(0) = 2^30 and T(d + 1) = max(1, T(d) * ratio_q >> 16)."""
+    distance = np.abs(np.arange(lo, hi + 1, dtype=np.int64) - center)
+    reach = int(distance.max()) + 1
+    decay = np.ones(reach, dtype=np.int64)
+    value = _LAPLACE_PEAK
+    for d in range(reach):  # exact integer recursion; stops once it hits the floor
+        decay[d] = value
+        if value == 1:
+            break
+        value = max(1, (value * ratio_q) >> 16)
+    return decay[distance]
+
+
+def _ans_encode(symbols: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    model = constriction.stream.model.Categorical(weights.astype(np.float64), perfect=False)
+    coder = constriction.stream.stack.AnsCoder()
+    coder.encode_reverse(symbols.astype(np.int32), model)
+    return coder.get_compressed()
+
+
+def _ans_decode(words: np.ndarray, weights: np.ndarray, count: int, reader: ByteReader) -> np.ndarray:
+    model = constriction.stream.model.Categorical(weights.astype(np.float64), perfect=False)
+    try:
+        coder = constriction.stream.stack.AnsCoder(words)
+        symbols = coder.decode(model, count)
+    except (ValueError, RuntimeError) as exc:
+        raise reader.error(f"entropy-coded data is invalid ({exc})") from exc
+    if not coder.is_empty():
+        # After popping exactly `count` symbols an intact ANS stream is empty.
+        raise reader.error("entropy-coded data does not match its symbol count (corrupted)")
+    return symbols.astype(np.int64)
+
+
+def _encode_with(model: Model, values: np.ndarray) -> bytes:
+    w = ByteWriter()
+    w.u8(int(model))
+    lo, hi = int(values.min()), int(values.max())
+    if model is Model.CONSTANT:
+        w.svarint(lo)
+    elif model is Model.RAW:
+        bits = max(1, (hi - lo).bit_length())
+        w.svarint(lo)
+        w.u8(bits)
+        w.raw(_pack_bits(values - lo, bits))
+    elif model is Model.EMPIRICAL:
+        counts = np.bincount(values - lo, minlength=hi - lo + 1)
+        w.svarint(lo)
+        w.varint(hi - lo + 1)
+        for c in counts:
+            w.varint(int(c))
+        w.u32_array(_ans_encode(values - lo, counts))
+    elif model is Model.LAPLACE:
+        center, ratio_q = _fit_laplace(values)
+        w.svarint(lo)
+        w.varint(hi - lo)
+        w.svarint(center - lo)
+        w.u16(ratio_q)
+        w.u32_array(_ans_encode(values - lo, laplace_table(center - lo, ratio_q, 0, hi - lo)))
+    return w.getvalue()
+
+
+def _fit_laplace(values: np.ndarray) -> tuple[int, int]:
+    """Centre (median) and fixed-point decay ratio minimising the coded size."""
+    center = int(np.median(values))
+    lo, hi = int(values.min()), int(values.max())
+    counts = np.bincount(values - lo, minlength=hi - lo + 1).astype(np.float64)
+    mad = float(np.mean(np.abs(values - center)))
+    # Two-sided geometric: E|k| = 2r / (1 - r^2)  ->  r = (sqrt(1 + m^2) - 1) / m.
+    guess = (math.sqrt(1.0 + mad * mad) - 1.0) / mad if mad > 0 else 0.01
+    best = None
+    for factor in (0.9, 0.97, 1.0, 1.03, 1.1):
+        r = min(max(1.0 - (1.0 - guess) * factor, 1e-4), 1.0 - 1.0 / _RATIO_ONE)
+        ratio_q = int(round(r * _RATIO_ONE))
+        table = laplace_table(center - lo, ratio_q, 0, hi - lo).astype(np.float64)
+        bits = -float(np.sum(counts * np.log2(table / table.sum())))
+        if best is None or bits < best[0]:
+            best = (bits, ratio_q)
+    return center, best[1]
+
+
+def _pack_bits(values: np.ndarray, bits: int) -> bytes:
+    as_bits = ((values[:, None] >> np.arange(bits, dtype=np.int64)) & 1).astype(np.uint8)
+    return np.packbits(as_bits.reshape(-1), bitorder="little").tobytes()
+
+
+def _unpack_bits(data: bytes, count: int, bits: int) -> np.ndarray:
+    flat = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little")[: count * bits]
+    return (flat.reshape(count, bits).astype(np.int64) << np.arange(bits, dtype=np.int64)).sum(1)
+
+
+def encode_symbols(values: np.ndarray) -> bytes:
+    """Code a 1-D integer array; the count is not stored (the caller knows it)."""
+    values = np.asarray(values)
+    if values.ndim != 1 or not np.issubdtype(values.dtype, np.integer):
+        raise ValueError("values must be a 1-D integer array")
+    values = values.astype(np.int64)
+    if len(values) == 0:
+        return bytes([int(Model.CONSTANT), 0])
+    lo, hi = int(values.min()), int(values.max())
+    if max(abs(lo), abs(hi)) > MAX_ABS_SYMBOL:
+        raise ValueError(f"symbols must lie within +-{MAX_ABS_SYMBOL}")
+    if lo == hi:
+        return _encode_with(Model.CONSTANT, values)
+    candidates = [Model.RAW]
+    if hi - lo < MAX_ALPHABET:
+        candidates += [Model.LAPLACE]
+        if hi - lo + 1 <= 4 * len(values) + 16:  # a histogram can pay for itself
+            candidates += [Model.EMPIRICAL]
+    return min((_encode_with(m, values) for m in candidates), key=len)
+
+
+def decode_symbols(reader: ByteReader, count: int, field: str = "symbols") -> np.ndarray:
+    """Inverse of :func:`encode_symbols` for ``count`` values read from ``reader``."""
+    try:
+        model = Model(reader.u8(f"{field} model"))
+    except ValueError:
+        raise reader.error(f"{field}: unknown entropy model") from None
+    lo = reader.svarint(f"{field} minimum", bound=MAX_ABS_SYMBOL)
+    if model is Model.CONSTANT:
+        return np.full(count, lo, dtype=np.int64)
+    if model is Model.RAW:
+        bits = reader.u8(f"{field} bit width")
+        if not 1 <= bits <= 32:
+            raise reader.error(f"{field}: bit width {bits} out of range")
+        data = reader.raw((count * bits + 7) // 8, f"{field} packed bits")
+        return _unpack_bits(data, count, bits) + lo
+    if model is Model.EMPIRICAL:
+        size = reader.varint(f"{field} alphabet size", maximum=MAX_ALPHABET)
+        if size < 1:
+            raise reader.error(f"{field}: empty alphabet")
+        counts = np.array([reader.varint(f"{field} count", maximum=count) for _ in range(size)], dtype=np.int64)
+        if counts.sum() != count:
+            raise reader.error(f"{field}: histogram holds {counts.sum()} symbols, expected {count}")
+        words = reader.u32_array(f"{field} words")
+        return _ans_decode(words, counts, count, reader) + lo
+    # LAPLACE
+    span = reader.varint(f"{field} alphabet span", maximum=MAX_ALPHABET - 1)
+    center = reader.svarint(f"{field} centre", bound=MAX_ALPHABET)
+    ratio_q = reader.u16(f"{field} ratio")
+    if not 0 < ratio_q < _RATIO_ONE or not 0 <= center <= span:
+        raise reader.error(f"{field}: invalid Laplace parameters")
+    words = reader.u32_array(f"{field} words")
+    return _ans_decode(words, laplace_table(center, ratio_q, 0, span), count, reader) + lo
+
+
+def symbols_cost_bytes(values: np.ndarray) -> int:
+    """Exact coded size of :func:`encode_symbols` (for choosing between codings)."""
+    return len(encode_symbols(values))
+
+
+__all__ = ["Model", "encode_symbols", "decode_symbols", "symbols_cost_bytes", "laplace_table"]
