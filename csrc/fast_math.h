@@ -21,10 +21,15 @@ inline float madd(float a, float b, float c) {
 // exp(x) for x <= 0, written so that GCC/Clang vectorise loops that call it
 // (no libm call, no branches). Cody-Waite range reduction x = n ln2 + r with
 // |r| <= ln2 / 2, then the classic degree-6 minimax polynomial for e^r
-// (coefficients from Cephes' expf). Max relative error ~2 ulp; inputs below
-// -87 return exp(-87) ~ 1.6e-38 instead of underflowing to denormals.
+// (coefficients from Cephes' expf). Max relative error ~2 ulp. Inputs below
+// kExpCutoff return exactly 0: e^-50 ~ 2e-22 is invisible in any image, and
+// products of such weights with colours would otherwise be denormal floats,
+// which make every later operation on the image many times slower on x86.
+constexpr float kExpCutoff = -50.0f;
+
 inline float exp_nonpositive(float x) {
-  x = x < -87.0f ? -87.0f : x;
+  const bool negligible = x < kExpCutoff;
+  x = negligible ? kExpCutoff : x;
   // Round to nearest by adding and subtracting 1.5 * 2^23 (exact for |t| < 2^22);
   // unlike std::floor this vectorises without -fno-trapping-math.
   constexpr float kRound = 12582912.0f;
@@ -41,7 +46,7 @@ inline float exp_nonpositive(float x) {
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));
-  return p * scale;
+  return negligible ? 0.0f : p * scale;
 }
 
 }  // namespace gfix

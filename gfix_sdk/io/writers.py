@@ -215,6 +215,9 @@ def _write_container(
         stream = container.add_stream(encoding.codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, encoding.pix_fmt
         stream.options = dict(encoding.options)
+        # PyAV defaults to slice threads, which make x264 split every frame
+        # into slices (more bits than the ffmpeg CLI's frame threads).
+        stream.codec_context.thread_type = "AUTO"
         if encoding.bt601_tags:
             stream.codec_context.colorspace = Colorspace.ITU601
             stream.codec_context.color_range = ColorRange.MPEG

@@ -1,0 +1,244 @@
+"""Fitting and coding a video frame by frame (GSVC-style reuse, closed loop).
+
+Key frames start from an image-guided initialisation. Every other frame
+starts from the previous *decoded* frame (what the decoder will hold): it
+prunes Gaussians that contribute little, adds new ones where the error is
+large, fine-tunes all of them with a rate penalty that keeps the kept
+Gaussians close to their reference (small residuals code cheaply), then
+fine-tunes on the quantisation grid (straight-through rounding) and codes the
+result as integer residuals. A new key frame starts at the GOP limit or when
+the reference explains the new frame much worse than it explained the last one
+(a scene cut).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gfix_sdk.gaussians.code import encode_intra, encode_predicted
+from gfix_sdk.gaussians.fit import FitConfig, fit_frame, psnr
+from gfix_sdk.gaussians.init import init_from_image, sample_positions
+from gfix_sdk.gaussians.model import GaussianFrame
+from gfix_sdk.gaussians.quantize import (
+    QuantizedFrame,
+    QuantSpec,
+    canonical_chol,
+    dequantize,
+    fake_quantize,
+    quantize,
+)
+from gfix_sdk.gaussians.reconstruct import reconstruct, to_uint8
+from gfix_sdk.raster import rasterize
+
+
+@dataclass(frozen=True)
+class SequenceConfig:
+    """Knobs of the Gaussian video codec (see :data:`PRESETS`)."""
+
+    gaussians: int = 3000  #: Gaussians per frame (target)
+    gop: int = 16  #: maximum distance between key frames
+    key_iterations: int = 800  #: float fitting steps of a key frame
+    p_iterations: int = 120  #: float fitting steps of a predicted frame
+    qat_iterations: int = 100  #: steps on the quantisation grid, every frame
+    quant: QuantSpec = field(default_factory=QuantSpec)
+    prune_ratio: float = 0.02  #: prune Gaussians contributing < ratio x median
+    add_fraction: float = 0.02  #: Gaussians replaced per predicted frame, x gaussians
+    residual_weight: float = 2e-4  #: L1 penalty per grid step a kept Gaussian moves
+    scene_cut_db: float = 10.0  #: PSNR drop of the reference that forces a key frame
+    p_lr_scale: float = 0.3  #: predicted-frame learning rates relative to key frames
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.gaussians < 1:
+            raise ValueError(f"gaussians must be >= 1, got {self.gaussians}")
+        if self.gop < 1:
+            raise ValueError(f"gop must be >= 1, got {self.gop}")
+        for name in ("key_iterations", "p_iterations", "qat_iterations"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+
+
+PRESETS: dict[str, SequenceConfig] = {
+    "fast": SequenceConfig(key_iterations=400, p_iterations=60, qat_iterations=50),
+    "medium": SequenceConfig(),
+    "slow": SequenceConfig(key_iterations=2000, p_iterations=300, qat_iterations=200),
+}
+
+
+@dataclass
+class CodedFrame:
+    """One coded frame and the encoder's view of what the decoder will show."""
+
+    index: int  #: frame number in the sequence
+    key: bool  #: intra-coded (random-access point)
+    payload: bytes  #: the frame's bitstream payload
+    quantized: QuantizedFrame  #: decoded Gaussians, in decoded order
+    reconstruction: Tensor  #: (H, W, 3) uint8 frame the decoder outputs
+    psnr: float  #: PSNR of the reconstruction against the input frame, dB
+
+    @property
+    def num_gaussians(self) -> int:
+        return self.quantized.num_gaussians
+
+
+def contribution(frame: GaussianFrame) -> Tensor:
+    """How much each Gaussian adds to the image: |colour| x its integral
+    (2 pi |l11 l22| pixels)."""
+    area = 2 * math.pi * (frame.chol[:, 0] * frame.chol[:, 2]).abs()
+    return frame.colors.norm(dim=1) * area
+
+
+def _visible(frame: GaussianFrame) -> Tensor:
+    m, c = frame.means, canonical_chol(frame.chol)
+    rx = 3 * c[:, 0]
+    ry = 3 * torch.sqrt(c[:, 1] ** 2 + c[:, 2] ** 2)
+    return (m[:, 0] + rx > 0) & (m[:, 0] - rx < frame.width) & (m[:, 1] + ry > 0) & (m[:, 1] - ry < frame.height)
+
+
+def _new_gaussians(target: Tensor, render: Tensor, count: int, seed: int) -> GaussianFrame:
+    """Gaussians placed where the error is largest, coloured with the residual."""
+    height, width, _ = target.shape
+    residual = target - render
+    error = (residual**2).sum(-1)
+    error = torch.nn.functional.avg_pool2d(error[None, None], 5, stride=1, padding=2, count_include_pad=False)[0, 0]
+    gen = torch.Generator().manual_seed(seed)
+    means, density = sample_positions(error + 1e-8, count, gen)
+    sigma = torch.sqrt(1.0 / (math.pi * density)).clamp(0.5, 4.0)
+    zeros = torch.zeros_like(sigma)
+    xi = means[:, 0].long().clamp(0, width - 1)
+    yi = means[:, 1].long().clamp(0, height - 1)
+    colors = 0.5 * residual[yi, xi]
+    return GaussianFrame(means, torch.stack([sigma, zeros, sigma], 1), colors.contiguous(), height, width)
+
+
+class SequenceEncoder:
+    """Encodes frames one at a time; holds only the reference frame between calls."""
+
+    def __init__(self, config: SequenceConfig, height: int, width: int, *, progress: bool = False) -> None:
+        self.config = config
+        self.height, self.width = height, width
+        self.progress = progress
+        self._ref: QuantizedFrame | None = None
+        self._ref_psnr = 0.0
+        self._since_key = 0
+        self._index = 0
+
+    def encode(self, rgb: np.ndarray | Tensor) -> CodedFrame:
+        """Code the next frame (``(H, W, 3)`` uint8)."""
+        target = _as_float_image(rgb, self.height, self.width)
+        cfg = self.config
+        key = self._ref is None or self._since_key >= cfg.gop
+        if not key:
+            ref_render = reconstruct(self._ref, cfg.quant, self.height, self.width)
+            if psnr(ref_render, target) < self._ref_psnr - cfg.scene_cut_db:
+                key = True  # the reference no longer explains the frame: scene cut
+        if key:
+            payload, quantized = self._encode_key(target)
+            self._since_key = 1
+        else:
+            payload, quantized = self._encode_predicted(target, ref_render)
+            self._since_key += 1
+        recon = reconstruct(quantized, cfg.quant, self.height, self.width)
+        coded = CodedFrame(
+            index=self._index,
+            key=key,
+            payload=payload,
+            quantized=quantized,
+            reconstruction=to_uint8(recon),
+            psnr=psnr(recon, target),
+        )
+        self._ref, self._ref_psnr = quantized, coded.psnr
+        self._index += 1
+        return coded
+
+    def _fit_config(self, iterations: int, scale: float) -> FitConfig:
+        base = FitConfig()
+        return FitConfig(
+            iterations=iterations,
+            lr_means=base.lr_means * scale,
+            lr_chol=base.lr_chol * scale,
+            lr_colors=base.lr_colors * scale,
+        )
+
+    def _encode_key(self, target: Tensor) -> tuple[bytes, QuantizedFrame]:
+        cfg = self.config
+        init = init_from_image(target, cfg.gaussians, seed=cfg.seed + self._index)
+        fitted = fit_frame(target, init, self._fit_config(cfg.key_iterations, 1.0),
+                           progress=self.progress, desc=f"frame {self._index} (key)").frame
+        frame = self._fit_on_grid(target, fitted, anchor=None, scale=0.2)
+        return encode_intra(quantize(frame, cfg.quant))
+
+    def _encode_predicted(self, target: Tensor, ref_render: Tensor) -> tuple[bytes, QuantizedFrame]:
+        cfg = self.config
+        ref = dequantize(self._ref, cfg.quant, self.height, self.width)
+        # Keep the visible, contributing Gaussians, at most `budget` of them
+        # (the strongest), so that `add_fraction` of the count is renewed.
+        score = contribution(ref)
+        candidate = _visible(ref) & (score >= cfg.prune_ratio * score.median())
+        budget = cfg.gaussians - int(cfg.add_fraction * cfg.gaussians)
+        if int(candidate.sum()) > budget:
+            threshold = torch.topk(torch.where(candidate, score, -1.0), budget).values[-1]
+            candidate &= score >= threshold
+        keep = candidate
+        kept = ref.select(keep)
+        n_new = max(0, cfg.gaussians - kept.num_gaussians)
+        new = _new_gaussians(target, ref_render, n_new, cfg.seed + self._index)
+        start = kept.concat(new)
+        anchor = (kept.num_gaussians, kept)
+        fitted = self._fit_with_anchor(target, start, anchor, cfg.p_iterations, cfg.p_lr_scale)
+        frame = self._fit_on_grid(target, fitted, anchor=anchor, scale=0.2 * cfg.p_lr_scale)
+        q = quantize(frame, cfg.quant)
+        k = kept.num_gaussians
+        return encode_predicted(self._ref, keep, q.select(slice(0, k)), q.select(slice(k, None)))
+
+    def _fit_with_anchor(self, target, start, anchor, iterations, scale, *, on_grid=False) -> GaussianFrame:
+        """Adam on MSE + residual_weight x (grid steps the first k Gaussians move
+        away from ``anchor``), optionally through straight-through quantisation."""
+        cfg = self.config
+        params = [t.detach().clone().requires_grad_(True) for t in (start.means, start.chol, start.colors)]
+        fc = self._fit_config(iterations, scale)
+        opt = torch.optim.Adam([
+            {"params": [params[0]], "lr": fc.lr_means},
+            {"params": [params[1]], "lr": fc.lr_chol},
+            {"params": [params[2]], "lr": fc.lr_colors},
+        ])
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(1, iterations))))
+        steps = torch.tensor([cfg.quant.pos_step, cfg.quant.chol_step, cfg.quant.luma_step])
+        for _ in range(iterations):
+            means, chol, colors = fake_quantize(*params, cfg.quant) if on_grid else params
+            loss = torch.mean((rasterize(means, chol, colors, self.height, self.width) - target) ** 2)
+            if anchor is not None and cfg.residual_weight > 0:
+                k, ref = anchor
+                moved = (
+                    (means[:k] - ref.means).abs().sum() / steps[0]
+                    + (canonical_chol(chol[:k]) - canonical_chol(ref.chol)).abs().sum() / steps[1]
+                    + (colors[:k] - ref.colors).abs().sum() / steps[2]
+                )
+                loss = loss + cfg.residual_weight * moved / cfg.gaussians
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        return GaussianFrame(*(p.detach() for p in params), self.height, self.width)
+
+    def _fit_on_grid(self, target, frame, *, anchor, scale) -> GaussianFrame:
+        """Quantisation-aware fine-tuning: the forward pass sees the grid values."""
+        if self.config.qat_iterations == 0:
+            return frame
+        return self._fit_with_anchor(target, frame, anchor, self.config.qat_iterations, scale, on_grid=True)
+
+
+def _as_float_image(rgb: np.ndarray | Tensor, height: int, width: int) -> Tensor:
+    image = torch.as_tensor(rgb)
+    if image.shape != (height, width, 3) or image.dtype != torch.uint8:
+        raise ValueError(f"frames must be ({height}, {width}, 3) uint8, got {tuple(image.shape)} {image.dtype}")
+    return image.to(torch.float32) / 255.0
+
+
+__all__ = ["SequenceConfig", "SequenceEncoder", "CodedFrame", "PRESETS", "contribution"]

@@ -1,0 +1,173 @@
+"""``Decoder``: streaming and random-access decoding of ``.gfix`` files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gfix_sdk.bitstream.reader import GFixReader
+from gfix_sdk.errors import GFixFormatError
+from gfix_sdk.gaussians.code import decode_frame, decode_stream_info
+from gfix_sdk.gaussians.quantize import QuantizedFrame, QuantSpec
+from gfix_sdk.gaussians.reconstruct import reconstruct, to_uint8
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """Facts about an opened ``.gfix`` stream."""
+
+    width: int  #: frame width in pixels
+    height: int  #: frame height in pixels
+    fps: float  #: frames per second
+    num_frames: int  #: number of frames
+    num_bytes: int  #: size of the file in bytes
+    key_frames: tuple[int, ...]  #: indices of the key (random-access) frames
+    gaussians: int  #: target Gaussians per frame the encoder used
+    encoder: str  #: name and version of the encoder
+
+    @property
+    def duration_seconds(self) -> float:
+        return self.num_frames / self.fps
+
+    @property
+    def bits_per_pixel(self) -> float:
+        """Whole-file bits per decoded pixel."""
+        return 8 * self.num_bytes / max(1, self.num_frames * self.width * self.height)
+
+    @property
+    def bitrate_kbps(self) -> float:
+        """Whole-file bitrate in kbit/s."""
+        return 8 * self.num_bytes / max(self.duration_seconds, 1e-9) / 1000
+
+
+class Decoder:
+    """Decodes a ``.gfix`` file frame by frame.
+
+    Use :meth:`open` (or the constructor) as a context manager::
+
+        with Decoder.open("clip.gfix") as dec:
+            for frame in dec.frames():   # (H, W, 3) uint8 numpy arrays
+                ...
+
+    Only the current reference frame's Gaussians are held between frames, so
+    memory does not grow with the length of the video. Random access
+    (:meth:`frame`, ``dec[i]``) decodes forward from the nearest key frame at
+    or before ``i``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> None:
+        self._device = torch.device(device)
+        if self._device.type not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        if self._device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device='cuda' requested but PyTorch sees no CUDA device")
+        self._reader = GFixReader(path)
+        try:
+            header = self._reader.header
+            self._spec, params = decode_stream_info(self._reader.stream_info())
+            keys = tuple(i for i in range(header.frame_count) if self._reader.frame_is_key(i))
+            if header.frame_count and (not keys or keys[0] != 0):
+                raise self._reader_error("the first frame is not a key frame")
+        except BaseException:
+            self._reader.close()
+            raise
+        self.info = StreamInfo(
+            width=header.width, height=header.height, fps=header.fps,
+            num_frames=header.frame_count, num_bytes=self._reader.num_bytes, key_frames=keys,
+            gaussians=int(params["gaussians"]), encoder=str(params["encoder"]),
+        )
+        # The last decoded frame, so that sequential access never re-decodes.
+        self._cursor: tuple[int, QuantizedFrame] | None = None
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> Decoder:
+        """Open ``path`` for decoding on ``device`` ("cpu" or "cuda")."""
+        return cls(path, device=device)
+
+    @property
+    def path(self) -> Path:
+        return self._reader.path
+
+    @property
+    def quant_spec(self) -> QuantSpec:
+        return self._spec
+
+    def __len__(self) -> int:
+        return self.info.num_frames
+
+    def __enter__(self) -> Decoder:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the file. Safe to call twice."""
+        self._reader.close()
+        self._cursor = None
+
+    def __repr__(self) -> str:
+        i = self.info
+        return f"Decoder({str(self.path)!r}, {i.width}x{i.height}, {i.num_frames} frames @ {i.fps:g} fps)"
+
+    # ------------------------------------------------------------------ decoding
+    def gaussians(self, index: int) -> QuantizedFrame:
+        """Decoded (quantised) Gaussians of frame ``index``."""
+        index = self._check_index(index)
+        if self._cursor is not None and self._cursor[0] <= index and self._cursor[0] >= self._last_key(index):
+            position, q = self._cursor
+        else:
+            position, q = self._last_key(index) - 1, None
+        while position < index:
+            position += 1
+            q = decode_frame(self._reader.frame_payload(position), q, context=f"{self.path}: frame {position}")
+            self._cursor = (position, q)
+        assert q is not None  # loop ran at least once or the cursor held frame `index`
+        return q
+
+    def render(self, index: int) -> Tensor:
+        """Frame ``index`` as an ``(H, W, 3)`` float32 tensor on the decoder's device."""
+        return reconstruct(self.gaussians(index), self._spec, self.info.height, self.info.width,
+                           device=self._device)
+
+    def frame(self, index: int, *, as_tensor: bool = False) -> np.ndarray | Tensor:
+        """Frame ``index`` as ``(H, W, 3)`` uint8 (numpy, or a tensor on the device)."""
+        image = to_uint8(self.render(index))
+        return image if as_tensor else image.cpu().numpy()
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not isinstance(index, (int, np.integer)) or isinstance(index, bool):
+            raise TypeError(f"frame indices must be integers, not {type(index).__name__}")
+        return self.frame(int(index))
+
+    def frames(self, *, as_tensor: bool = False, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray | Tensor]:
+        """Yield frames ``start`` .. ``stop - 1`` in order (all by default)."""
+        stop = self.info.num_frames if stop is None else min(stop, self.info.num_frames)
+        for index in range(start, stop):
+            yield self.frame(index, as_tensor=as_tensor)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self.frames()
+
+    # ------------------------------------------------------------------ helpers
+    def _check_index(self, index: int) -> int:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"frame indices must be integers, not {type(index).__name__}")
+        n = self.info.num_frames
+        if not -n <= index < n:
+            raise IndexError(f"frame index {index} out of range for {n} frames")
+        return int(index) % n
+
+    def _last_key(self, index: int) -> int:
+        keys = self.info.key_frames
+        return keys[int(np.searchsorted(keys, index, side="right")) - 1]
+
+    def _reader_error(self, what: str) -> GFixFormatError:
+        return GFixFormatError(f"{self._reader.path}: {what}")

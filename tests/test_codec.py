@@ -1,0 +1,160 @@
+"""The Gaussian video codec end to end: encode -> .gfix -> Decoder, and the CLI."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gfix_sdk import Decoder, encode_video
+from gfix_sdk.bitstream.encode import encode_frames
+from gfix_sdk.cli import main as gfix_main
+from gfix_sdk.errors import GFixFormatError, VideoReadError
+from gfix_sdk.gaussians.sequence import SequenceConfig
+from gfix_sdk.io import load_bundled_clip, read_video, write_video
+
+CONFIG = SequenceConfig(gaussians=400, key_iterations=120, p_iterations=25, qat_iterations=15, gop=4)
+
+
+@pytest.fixture(scope="module")
+def clip():
+    frames, info = load_bundled_clip(max_frames=6, size=(160, 90))
+    return frames, info
+
+
+@pytest.fixture(scope="module")
+def encoded(clip, tmp_path_factory):
+    frames, info = clip
+    path = tmp_path_factory.mktemp("codec") / "clip.gfix"
+    recons = []
+    report = encode_frames(frames, path, width=160, height=90, fps=info.fps, config=CONFIG,
+                           total=len(frames), progress=False,
+                           on_frame=lambda c: recons.append(c.reconstruction.numpy()))
+    return path, report, recons
+
+
+def test_round_trip_reproduces_encoder_reconstruction_exactly(encoded):
+    path, report, recons = encoded
+    with Decoder.open(path) as dec:
+        assert len(dec) == report.num_frames == 6
+        assert dec.info.key_frames == (0, 4)
+        for decoded, expected in zip(dec.frames(), recons, strict=True):
+            assert decoded.dtype == np.uint8 and decoded.shape == (90, 160, 3)
+            np.testing.assert_array_equal(decoded, expected)
+
+
+def test_random_access_from_nearest_key_frame(encoded):
+    path, _, recons = encoded
+    with Decoder.open(path) as dec:
+        for index in (5, 2, 4, 0, 3, -1):
+            np.testing.assert_array_equal(dec[index], recons[index])
+        tensor = dec.frame(1, as_tensor=True)
+        assert tensor.dtype.is_floating_point is False and tuple(tensor.shape) == (90, 160, 3)
+        with pytest.raises(IndexError):
+            dec.frame(6)
+        with pytest.raises(TypeError):
+            dec["1"]
+
+
+def test_report_and_info_agree(encoded, clip):
+    path, report, _ = encoded
+    with Decoder.open(path) as dec:
+        info = dec.info
+    assert info.num_bytes == report.num_bytes == path.stat().st_size
+    assert info.fps == pytest.approx(25.0) and (info.width, info.height) == (160, 90)
+    assert info.bits_per_pixel == pytest.approx(8 * info.num_bytes / (6 * 160 * 90))
+    assert info.bitrate_kbps == pytest.approx(8 * info.num_bytes / (6 / 25) / 1000)
+    assert min(report.frame_psnr) > 20
+
+
+def test_decoder_streams_without_holding_frames(encoded):
+    path, _, _ = encoded
+    with Decoder.open(path) as dec:
+        frames = dec.frames()
+        first = next(frames)
+        assert first.shape == (90, 160, 3)
+        # The decoder keeps only the current frame's Gaussians, never images.
+        held = [v for v in vars(dec).values() if isinstance(v, np.ndarray)]
+        assert held == []
+        assert sum(1 for _ in frames) == 5
+
+
+def test_corrupted_and_truncated_files_raise_format_error(encoded, tmp_path):
+    path, _, _ = encoded
+    data = path.read_bytes()
+    cuts = [0, 10, 40, 60, len(data) // 2, len(data) - 1]
+    for cut in cuts:
+        bad = tmp_path / f"cut{cut}.gfix"
+        bad.write_bytes(data[:cut])
+        with pytest.raises(GFixFormatError):
+            with Decoder.open(bad) as dec:
+                list(dec.frames())
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0xFF
+    bad = tmp_path / "flipped.gfix"
+    bad.write_bytes(bytes(flipped))
+    with pytest.raises(GFixFormatError):
+        with Decoder.open(bad) as dec:
+            list(dec.frames())
+
+
+def test_missing_and_unreadable_inputs(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        encode_video(tmp_path / "missing.mp4", tmp_path / "out.gfix", config=CONFIG, progress=False)
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"not a video at all" * 50)
+    with pytest.raises(VideoReadError):
+        encode_video(garbage, tmp_path / "out.gfix", config=CONFIG, progress=False)
+    assert not (tmp_path / "out.gfix").exists()
+    with pytest.raises(FileNotFoundError):
+        Decoder.open(tmp_path / "missing.gfix")
+
+
+def test_failed_encode_leaves_nothing(clip, tmp_path):
+    frames, info = clip
+
+    def frames_then_crash():
+        yield frames[0]
+        yield frames[1]
+        raise RuntimeError("source died")
+
+    target = tmp_path / "partial.gfix"
+    with pytest.raises(RuntimeError, match="source died"):
+        encode_frames(frames_then_crash(), target, width=160, height=90, fps=25, config=CONFIG, progress=False)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="uint8"):
+        encode_frames([frames[0].astype(np.float32)], target, width=160, height=90, fps=25,
+                      config=CONFIG, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_encode_info_decode(clip, tmp_path, capsys):
+    frames, _ = clip
+    source = tmp_path / "in.mkv"
+    write_video(source, frames[:3], fps=25, lossless=True)
+    out = tmp_path / "out.gfix"
+    assert gfix_main(["encode", str(source), "-o", str(out), "--preset", "fast", "--gaussians", "300",
+                      "--frames", "2", "-q"]) == 0
+    assert "2 frames" in capsys.readouterr().out
+    assert gfix_main(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["frames"] == 2 and info["width"] == 160 and info["gaussians"] == 300
+    decoded_path = tmp_path / "decoded.mkv"
+    assert gfix_main(["decode", str(out), "-o", str(decoded_path), "--lossless"]) == 0
+    decoded, _ = read_video(decoded_path)  # PyAV as an independent client of our output
+    with Decoder.open(out) as dec:
+        np.testing.assert_array_equal(decoded, np.stack(list(dec.frames())))
+    # Errors are reported, not raised, with a non-zero exit code.
+    assert gfix_main(["info", str(tmp_path / "missing.gfix")]) == 1
+    assert "error" in capsys.readouterr().err
+    (tmp_path / "bad.gfix").write_bytes(b"hello")
+    assert gfix_main(["decode", str(tmp_path / "bad.gfix"), "-o", str(tmp_path / "x.mp4")]) == 1
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_cli_help_teaches(capsys):
+    with pytest.raises(SystemExit):
+        gfix_main(["--help"])
+    text = capsys.readouterr().out
+    for word in ("encode", "decode", "info", "demo", "examples"):
+        assert word in text
