@@ -16,6 +16,7 @@
 #endif
 
 #include "gaussian_setup.h"
+#include "bindings.h"
 #include "raster.h"
 
 namespace py = pybind11;
@@ -40,14 +41,6 @@ void check_size(int height, int width) {
     throw std::invalid_argument("height and width must be in [1, 65536]");
 }
 
-py::dict stats_dict(const gfix::RasterStats& s) {
-  py::dict d;
-  d["num_intersections"] = s.num_intersections;
-  d["max_per_tile"] = s.max_per_tile;
-  d["scratch_bytes"] = s.scratch_bytes;
-  return d;
-}
-
 py::dict forward(const FArray& means, const FArray& chol, const FArray& colors,
                  int height, int width, FArray out, int num_threads) {
   const py::ssize_t n = means.ndim() == 2 ? means.shape(0) : -1;
@@ -62,7 +55,7 @@ py::dict forward(const FArray& means, const FArray& chol, const FArray& colors,
     s = gfix::rasterize_forward_cpu(means.data(), chol.data(), colors.data(), n,
                                     height, width, out.mutable_data(), num_threads);
   }
-  return stats_dict(s);
+  return gfix::stats_dict(s);
 }
 
 py::dict backward(const FArray& means, const FArray& chol, const FArray& colors,
@@ -88,7 +81,7 @@ py::dict backward(const FArray& means, const FArray& chol, const FArray& colors,
                                      height, width, grad_out.data(), gm, gl, gc,
                                      num_threads);
   }
-  return stats_dict(s);
+  return gfix::stats_dict(s);
 }
 
 py::dict build_info() {

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "bindings.h"
 #include "raster_cuda.h"
 
 namespace py = pybind11;
@@ -17,14 +18,6 @@ namespace {
 template <typename T>
 T* ptr(uintptr_t p) {
   return reinterpret_cast<T*>(p);
-}
-
-py::dict stats_dict(const gfix::RasterStats& s) {
-  py::dict d;
-  d["num_intersections"] = s.num_intersections;
-  d["max_per_tile"] = s.max_per_tile;
-  d["scratch_bytes"] = s.scratch_bytes;
-  return d;
 }
 
 py::dict forward(uintptr_t means, uintptr_t chol, uintptr_t colors, int64_t n,
@@ -37,7 +30,7 @@ py::dict forward(uintptr_t means, uintptr_t chol, uintptr_t colors, int64_t n,
                                      ptr<float>(out), device,
                                      reinterpret_cast<cudaStream_t>(stream));
   }
-  return stats_dict(s);
+  return gfix::stats_dict(s);
 }
 
 py::dict backward(uintptr_t means, uintptr_t chol, uintptr_t colors, int64_t n,
@@ -53,7 +46,7 @@ py::dict backward(uintptr_t means, uintptr_t chol, uintptr_t colors, int64_t n,
         ptr<float>(grad_chol), ptr<float>(grad_colors), device,
         reinterpret_cast<cudaStream_t>(stream));
   }
-  return stats_dict(s);
+  return gfix::stats_dict(s);
 }
 
 }  // namespace

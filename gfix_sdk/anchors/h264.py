@@ -55,6 +55,7 @@ from av.video.reformatter import ColorRange, Colorspace
 from gfix_sdk.anchors.base import EncodedClip
 from gfix_sdk.anchors.ratesearch import closest_setting
 from gfix_sdk.errors import VideoReadError, VideoWriteError
+from gfix_sdk.io._av import frame_planes, yuv420_frame
 from gfix_sdk.io._checks import check_fps
 from gfix_sdk.io.yuv import rgb_to_yuv420, yuv420_to_rgb
 
@@ -190,7 +191,7 @@ class H264Anchor:
             ctx.options = options
             packets: list[av.Packet] = []
             for index, planes in enumerate(prepared.planes):
-                frame = _yuv420_frame(planes, prepared.width, prepared.height)
+                frame = yuv420_frame(planes, prepared.width, prepared.height)
                 frame.pts = index
                 frame.time_base = ctx.time_base
                 packets.extend(ctx.encode(frame))
@@ -242,7 +243,7 @@ def decode_annexb(data: bytes) -> np.ndarray:
                     raise VideoReadError(
                         f"the H.264 stream decodes to {frame.format.name}, not {PIX_FMT}"
                     )
-                frames.append(yuv420_to_rgb(*_planes(frame)))
+                frames.append(yuv420_to_rgb(*frame_planes(frame)))
     except av.error.FFmpegError as exc:
         raise VideoReadError(f"cannot decode the H.264 stream: {exc}") from exc
     if not frames:
@@ -286,29 +287,6 @@ def _prepare(frames: np.ndarray, fps: float) -> _Prepared:
         raise ValueError(f"fps={fps} is too small to encode")
     planes = [rgb_to_yuv420(frame) for frame in frames]
     return _Prepared(planes=planes, width=width, height=height, fps=fps, rate=rate)
-
-
-def _yuv420_frame(
-    planes: tuple[np.ndarray, np.ndarray, np.ndarray], width: int, height: int
-) -> av.VideoFrame:
-    frame = av.VideoFrame(width, height, PIX_FMT)
-    for plane, data in zip(frame.planes, planes, strict=True):
-        # Planes may be padded: line_size can exceed the visible width.
-        rows = np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(
-            plane.height, plane.line_size
-        )
-        rows[:, : plane.width] = data
-    return frame
-
-
-def _planes(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    y, u, v = (
-        np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(plane.height, plane.line_size)[
-            :, : plane.width
-        ]
-        for plane in frame.planes
-    )
-    return y, u, v
 
 
 def _size(packets: list[av.Packet]) -> int:

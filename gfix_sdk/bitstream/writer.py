@@ -10,11 +10,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import uuid
 import zlib
 from pathlib import Path
 from types import TracebackType
 
+from gfix_sdk._fs import temp_sibling
 from gfix_sdk.bitstream.format import (
     MAX_FRAME_COUNT,
     MAX_PAYLOAD,
@@ -30,14 +30,6 @@ from gfix_sdk.bitstream.sections import encode_index, encode_section_head
 # Sections a reader may go without: the enhancer is an add-on for newer
 # decoders; the INDEX only repeats what scanning the sections finds.
 _OPTIONAL_BY_DEFAULT = frozenset({SectionType.ENHANCER, SectionType.INDEX})
-
-
-def _temp_sibling(target: Path) -> Path:
-    # Same directory, so the final os.replace is a rename within one file
-    # system; hidden and unique so concurrent writers do not collide. (The
-    # video writers have the same helper, but importing it would pull PyAV
-    # into every reader of the container.)
-    return target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
 
 
 def _byte_view(payload: bytes | bytearray | memoryview) -> memoryview:
@@ -86,7 +78,7 @@ class GFixWriter:
                 f"cannot write a .gfix file to {self._target}: it is a directory"
             )
         self._header = header
-        self._temp = _temp_sibling(self._target)
+        self._temp = temp_sibling(self._target)
         self._closed = False
         self._has_stream_info = False
         self._has_enhancer = False

@@ -7,6 +7,8 @@ untagged YUV.
 
 from __future__ import annotations
 
+import itertools
+
 from collections.abc import Iterator
 
 import av
@@ -77,7 +79,7 @@ class ContainerSource:
         if first is None:  # already iterated or closed
             return
         limit = self._max_frames
-        for index, frame in enumerate(_chain_one(first, self._decoded)):
+        for index, frame in enumerate(itertools.chain((first,), self._decoded)):
             if frame.width != self.info.width or frame.height != self.info.height:
                 raise VideoReadError(
                     f"{self._path}: frame {index} is {frame.width}x{frame.height} but "
@@ -96,7 +98,3 @@ class ContainerSource:
         self._first = None
         self._container.close()
 
-
-def _chain_one(first: av.VideoFrame, rest: Iterator[av.VideoFrame]) -> Iterator[av.VideoFrame]:
-    yield first
-    yield from rest

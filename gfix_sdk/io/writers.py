@@ -9,11 +9,11 @@ half-written video, nor the temporary file, behind.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import numbers
 import os
 import re
 import shutil
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -23,7 +23,9 @@ import av
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
+from gfix_sdk._fs import temp_sibling
 from gfix_sdk.errors import VideoWriteError
+from gfix_sdk.io._av import yuv420_frame
 from gfix_sdk.io._checks import check_fps
 from gfix_sdk.io._png import PngEncoder
 from gfix_sdk.io.yuv import rgb_to_yuv420
@@ -45,11 +47,7 @@ def _yuv420_frame(rgb: np.ndarray) -> av.VideoFrame:
     # Convert with our own BT.601 matrix and box-filtered chroma rather than
     # swscale's, so writers and the raw-YUV reader agree exactly.
     height, width = rgb.shape[:2]
-    frame = av.VideoFrame(width, height, "yuv420p")
-    for plane, data in zip(frame.planes, rgb_to_yuv420(rgb)):
-        rows = np.frombuffer(plane, dtype=np.uint8).reshape(plane.height, plane.line_size)
-        rows[:, : plane.width] = data
-    return frame
+    return yuv420_frame(rgb_to_yuv420(rgb), width, height)
 
 
 @dataclass(frozen=True)
@@ -187,12 +185,6 @@ def _checked_frames(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         yield np.ascontiguousarray(frame)
 
 
-def _temp_sibling(target: Path) -> Path:
-    # Same directory, so the final os.replace is a rename on one file system;
-    # hidden and unique so concurrent writers do not collide.
-    return target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
-
-
 def _write_container(
     target: Path, frames: Iterable[np.ndarray], encoding: _Encoding, rate: Fraction
 ) -> int:
@@ -208,7 +200,7 @@ def _write_container(
             "crop or pad the frames, or use lossless=True / a PNG folder"
         )
 
-    temp = _temp_sibling(target)
+    temp = temp_sibling(target)
     container = None
     try:
         container = av.open(str(temp), mode="w", format=encoding.format, options=_BITEXACT)
@@ -222,7 +214,7 @@ def _write_container(
             stream.codec_context.colorspace = Colorspace.ITU601
             stream.codec_context.color_range = ColorRange.MPEG
         count = 0
-        for rgb in _chain_one(first, checked):
+        for rgb in itertools.chain((first,), checked):
             frame = encoding.to_frame(rgb)
             frame.pts = count
             frame.time_base = 1 / rate
@@ -242,7 +234,7 @@ def _write_container(
 
 
 def _write_png_sequence(target: Path, frames: Iterable[np.ndarray]) -> int:
-    temp = _temp_sibling(target)
+    temp = temp_sibling(target)
     try:
         temp.mkdir()
     except OSError as exc:
@@ -300,7 +292,7 @@ def _install_directory(temp: Path, target: Path) -> None:
             return
         # Directories cannot be swapped atomically: park the old one, move the
         # new one in, then delete the old one.
-        old = _temp_sibling(target)
+        old = temp_sibling(target)
         os.replace(target, old)
         try:
             os.replace(temp, target)
@@ -329,17 +321,13 @@ def _discard(container: av.container.OutputContainer | None, temp: Path) -> None
         temp.unlink(missing_ok=True)
 
 
-def _chain_one(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-    yield first
-    yield from rest
-
 
 def write_png(path: str | os.PathLike[str], image: np.ndarray) -> Path:
     """Write one ``(H, W, 3)`` ``uint8`` RGB image as a PNG file, atomically."""
     target = Path(path)
     rgb = next(_checked_frames([image]))
     data = PngEncoder(rgb.shape[1], rgb.shape[0]).encode(rgb)
-    temp = _temp_sibling(target)
+    temp = temp_sibling(target)
     try:
         _write_file(temp, data)
         _replace(temp, target)
