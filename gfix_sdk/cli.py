@@ -18,6 +18,10 @@ EPILOG = """examples:
   gfix encode Beauty_1920x1080_8bit.yuv --size 1920x1080 --fps 120 --frames 96 -o beauty.gfix
   gfix decode clip.gfix -o decoded.mp4       (.mkv/.mp4 with --lossless, .y4m, or a folder of PNGs)
   gfix info clip.gfix [--json]
+  gfix base --tiny tiny-sd                   install the small pretrained stand-in for SD-Turbo
+  gfix encode clip.mp4 -o clip.gfix --enhance --base tiny-sd --rate-point 3   GFix: train the enhancer too
+  gfix decode clip.gfix -o out.mp4 --base tiny-sd                             (or --no-enhance)
+  gfix params --table                        adapter sizes on SD-Turbo shapes (the paper's Table I)
 """
 
 
@@ -49,13 +53,32 @@ def _print_report(report) -> None:
     print(f"  size {report.num_bytes:,} bytes, {report.bitrate_kbps:,.1f} kbit/s, "
           f"{report.bits_per_pixel:.4f} bpp, key frames {report.key_frames}")
     print(f"  mean PSNR {report.mean_psnr:.2f} dB (Gaussian reconstruction), {report.seconds:.1f} s")
+    if report.enhancer_bytes:
+        t = report.training
+        print(f"  enhancer: {report.enhancer_bytes:,} bytes ({100 * report.enhancer_bytes / report.num_bytes:.1f}% "
+              f"of the file), mean PSNR after enhancement {report.mean_enhanced_psnr:.2f} dB, "
+              f"loss {t.loss_description}, distortion {t.initial_distortion:.4f} -> {t.final_distortion:.4f}")
+
+
+def _enhance_settings(args: argparse.Namespace):
+    if not args.enhance:
+        return None
+    from gfix_sdk.enhance.model import AdapterConfig
+    from gfix_sdk.enhance.pipeline import EnhanceSettings
+    from gfix_sdk.enhance.train import LAMBDA_PRESETS, TrainConfig
+
+    lmbda = args.lmbda if args.lmbda is not None else LAMBDA_PRESETS[args.rate_point]
+    adapter = AdapterConfig(mode=args.adapter, patch=args.patch)
+    train = TrainConfig(steps=args.enhance_steps, lmbda=lmbda, lpips_weights=args.lpips)
+    return EnhanceSettings(base=args.base, adapter=adapter, train=train, device=args.device)
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
     from gfix_sdk.bitstream.encode import encode_video
 
     report = encode_video(args.input, args.output, config=_config_from_args(args), max_frames=args.frames,
-                          size=args.size, fps=args.fps, bit_depth=args.bit_depth, progress=not args.quiet)
+                          size=args.size, fps=args.fps, bit_depth=args.bit_depth, progress=not args.quiet,
+                          enhance=_enhance_settings(args))
     _print_report(report)
     return 0
 
@@ -64,7 +87,7 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     from gfix_sdk.io import write_video
     from gfix_sdk.runtime import Decoder
 
-    with Decoder.open(args.input) as decoder:
+    with Decoder.open(args.input, base=args.base, enhance=not args.no_enhance) as decoder:
         count = write_video(args.output, decoder.frames(), fps=decoder.info.fps,
                             lossless=args.lossless, crf=args.crf)
     print(f"wrote {count} frames to {args.output}")
@@ -74,13 +97,14 @@ def _cmd_decode(args: argparse.Namespace) -> int:
 def _cmd_info(args: argparse.Namespace) -> int:
     from gfix_sdk.runtime import Decoder
 
-    with Decoder.open(args.input) as decoder:
+    with Decoder.open(args.input, enhance=False) as decoder:
         i = decoder.info
         record = {
             "path": str(decoder.path), "width": i.width, "height": i.height, "fps": i.fps,
             "frames": i.num_frames, "bytes": i.num_bytes, "bitrate_kbps": round(i.bitrate_kbps, 3),
             "bits_per_pixel": round(i.bits_per_pixel, 6), "key_frames": list(i.key_frames),
             "gaussians": i.gaussians, "encoder": i.encoder, "quantization": vars(decoder.quant_spec),
+            "enhancer_bytes": i.enhancer_bytes,
         }
     if args.json:
         print(json.dumps(record))
@@ -121,6 +145,39 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_base(args: argparse.Namespace) -> int:
+    from gfix_sdk.enhance.base import build_tiny_base, check_base_dir
+    from gfix_sdk.enhance.tiny import install_tiny_base
+
+    out = build_tiny_base(args.tiny) if args.random else install_tiny_base(args.tiny)
+    check_base_dir(out)
+    kind = "random-weight" if args.random else "pretrained"
+    print(f"wrote a {kind} tiny SD-Turbo stand-in to {out}; use it with --base {out}")
+    return 0
+
+
+def _cmd_params(args: argparse.Namespace) -> int:
+    from gfix_sdk.enhance.params import table_text
+
+    print(table_text())
+    return 0
+
+
+def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("GFix enhancer (single-step diffusion adapter)")
+    group.add_argument("--enhance", action="store_true", help="train the per-video enhancer and store it")
+    group.add_argument("--base", help="local diffusers SD-Turbo directory (default: $GFIX_BASE)")
+    group.add_argument("--rate-point", type=int, choices=[1, 2, 3, 4, 5], default=3,
+                       help="lambda preset, 1 (fewest adapter bits) .. 5 (default: 3)")
+    group.add_argument("--lambda", dest="lmbda", type=float, help="distortion weight (overrides --rate-point)")
+    group.add_argument("--enhance-steps", type=int, default=2000, help="training steps (default: 2000)")
+    group.add_argument("--patch", type=int, default=512, help="enhancer patch size, multiple of 8 (default: 512)")
+    group.add_argument("--adapter", choices=["mlora", "lora"], default="mlora", help="adapter type (default: mlora)")
+    group.add_argument("--lpips", help="local LPIPS-VGG weights for Difix's L2+LPIPS+Gram loss "
+                                       "(without: L2 + MS-SSIM)")
+    group.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+
+
 def _add_codec_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=["fast", "medium", "slow"], default="medium",
                         help="fitting effort (default: medium)")
@@ -148,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--fps", type=float, help="frame rate of a raw .yuv or PNG input (default 25)")
     enc.add_argument("--bit-depth", type=int, choices=[8, 10], default=8, help="raw .yuv bit depth")
     _add_codec_options(enc)
+    _add_enhance_options(enc)
     enc.set_defaults(func=_cmd_encode)
 
     dec = sub.add_parser("decode", help="decode a .gfix file to a video or PNGs",
@@ -156,12 +214,27 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("-o", "--output", required=True, help="output video file or folder")
     dec.add_argument("--lossless", action="store_true", help="FFV1 (.mkv) or libx264rgb (.mp4), bit-exact RGB")
     dec.add_argument("--crf", type=int, default=18, help="x264 CRF for lossy outputs (default: 18)")
+    dec.add_argument("--base", help="local SD-Turbo directory for files with an enhancer (default: $GFIX_BASE)")
+    dec.add_argument("--no-enhance", action="store_true", help="output the Gaussian frames, skip the enhancer")
     dec.set_defaults(func=_cmd_decode)
 
     info = sub.add_parser("info", help="describe a .gfix file", description="Print a .gfix file's stream information.")
     info.add_argument("input", help=".gfix file")
     info.add_argument("--json", action="store_true", help="one JSON object")
     info.set_defaults(func=_cmd_info)
+
+    base = sub.add_parser("base", help="install a small stand-in for SD-Turbo",
+                          description="Write a small model with SD-Turbo's classes and wiring (for tests and "
+                                      "offline demos; real use needs SD-Turbo itself, see --help of encode).")
+    base.add_argument("--tiny", required=True, metavar="DIR", help="where to write it")
+    base.add_argument("--random", action="store_true", help="random weights instead of the pretrained ones")
+    base.set_defaults(func=_cmd_base)
+
+    params = sub.add_parser("params", help="adapter sizes on SD-Turbo shapes (Table I)",
+                            description="Build SD-Turbo's U-Net and VAE on the meta device (no weights) and "
+                                        "print LoRA vs mLoRA parameter sizes beside the paper's Table I.")
+    params.add_argument("--table", action="store_true", help="print the table (default)")
+    params.set_defaults(func=_cmd_params)
 
     demo = sub.add_parser("demo", help="encode and decode the bundled clip",
                           description="Encode the bundled Big Buck Bunny clip (320x180, 16 frames), decode it, "

@@ -17,12 +17,14 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from gfix_sdk import __version__
 from gfix_sdk.bitstream.format import SectionType
 from gfix_sdk.bitstream.header import StreamHeader
 from gfix_sdk.bitstream.writer import GFixWriter
+from gfix_sdk.enhance.pipeline import EnhanceSettings, enhance_frame, fit_adapter
 from gfix_sdk.gaussians.code import encode_stream_info
 from gfix_sdk.gaussians.sequence import CodedFrame, SequenceConfig, SequenceEncoder
 from gfix_sdk.io import open_video
@@ -40,8 +42,11 @@ class EncodeReport:
     num_bytes: int  #: size of the whole file
     payload_bytes: int  #: bytes of Gaussian frame payloads (excluding container overhead)
     seconds: float  #: wall time of the encode
-    frame_psnr: list[float] = field(default_factory=list)  #: per-frame PSNR of the reconstruction, dB
+    frame_psnr: list[float] = field(default_factory=list)  #: per-frame PSNR of the Gaussian reconstruction, dB
     key_frames: list[int] = field(default_factory=list)  #: indices of key frames
+    enhancer_bytes: int = 0  #: size of the ENHANCER section payload (0: no enhancer)
+    enhanced_psnr: list[float] = field(default_factory=list)  #: per-frame PSNR after enhancement, dB
+    training: object | None = None  #: the enhancer's TrainResult, when one was trained
 
     @property
     def bitrate_kbps(self) -> float:
@@ -55,6 +60,10 @@ class EncodeReport:
     @property
     def mean_psnr(self) -> float:
         return float(np.mean(self.frame_psnr)) if self.frame_psnr else float("nan")
+
+    @property
+    def mean_enhanced_psnr(self) -> float:
+        return float(np.mean(self.enhanced_psnr)) if self.enhanced_psnr else float("nan")
 
 
 def fps_fraction(fps: float) -> Fraction:
@@ -73,6 +82,8 @@ def encode_frames(
     total: int | None = None,
     progress: bool = True,
     on_frame: Callable[[CodedFrame], None] | None = None,
+    enhance: EnhanceSettings | None = None,
+    on_enhanced: Callable[[int, torch.Tensor], None] | None = None,
 ) -> EncodeReport:
     """Encode RGB uint8 frames of ``height x width`` into ``output``.
 
@@ -84,6 +95,10 @@ def encode_frames(
         total: number of frames, if known (for the progress bar).
         progress: show a progress bar with the running PSNR and bitrate.
         on_frame: called with every coded frame (e.g. to keep reconstructions).
+        enhance: also train GFix's enhancer adapter and store it in the file
+            (needs a local base model, see :mod:`gfix_sdk.enhance.base`). The
+            original and decoded frames are kept in memory for training.
+        on_enhanced: called with ``(index, enhanced uint8 frame)`` after training.
     """
     rate = fps_fraction(fps)
     header = StreamHeader(width=width, height=height, fps_num=rate.numerator,
@@ -98,9 +113,13 @@ def encode_frames(
             encode_stream_info(config.quant, gaussians=config.gaussians, gop=config.gop,
                                encoder=f"gfix_sdk {__version__}"),
         )
+        originals, rendered = [], []
         bar = tqdm(frames, total=total, desc="encode", unit="frame", disable=not progress)
         for rgb in bar:
             coded = encoder.encode(rgb)
+            if enhance is not None:
+                originals.append(np.array(rgb, dtype=np.uint8, copy=True))
+                rendered.append(coded.reconstruction.numpy())
             writer.write_frame(coded.payload, key=coded.key)
             report.num_frames += 1
             report.payload_bytes += len(coded.payload)
@@ -112,9 +131,27 @@ def encode_frames(
             if on_frame is not None:
                 on_frame(coded)
         bar.close()
+        if enhance is not None and originals:
+            _add_enhancer(writer, report, np.stack(originals), np.stack(rendered), enhance, progress, on_enhanced)
     report.num_bytes = Path(output).stat().st_size
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _add_enhancer(writer, report, originals, rendered, settings, progress, on_enhanced) -> None:
+    """Train the adapter on the decoded Gaussian frames, store it, and score
+    the enhanced frames exactly as the decoder will produce them."""
+    from gfix_sdk.gaussians.fit import psnr
+
+    fitted = fit_adapter(originals, rendered, settings, progress=progress)
+    writer.write_section(SectionType.ENHANCER, fitted.payload)
+    report.enhancer_bytes = len(fitted.payload)
+    report.training = fitted.result
+    for index, (frame, original) in enumerate(zip(rendered, originals)):
+        enhanced = enhance_frame(fitted.enhancer, torch.from_numpy(frame)).cpu()
+        report.enhanced_psnr.append(psnr(enhanced.float() / 255, torch.from_numpy(original).float() / 255))
+        if on_enhanced is not None:
+            on_enhanced(index, enhanced)
 
 
 def encode_video(
@@ -128,13 +165,16 @@ def encode_video(
     bit_depth: int = 8,
     progress: bool = True,
     on_frame: Callable[[CodedFrame], None] | None = None,
+    enhance: EnhanceSettings | None = None,
 ) -> EncodeReport:
-    """Encode a video file (anything :func:`gfix_sdk.io.open_video` reads) into ``output``."""
+    """Encode a video file (anything :func:`gfix_sdk.io.open_video` reads) into
+    ``output``; with ``enhance`` also train and store GFix's enhancer."""
     with open_video(source, size=size, fps=fps, bit_depth=bit_depth, max_frames=max_frames) as video:
         info = video.info
         total = info.num_frames
         if total is not None and max_frames is not None:
             total = min(total, max_frames)
         return encode_frames(video, output, width=info.width, height=info.height, fps=info.fps,
-                             config=config, total=total, progress=progress, on_frame=on_frame)
+                             config=config, total=total, progress=progress, on_frame=on_frame,
+                             enhance=enhance)
 

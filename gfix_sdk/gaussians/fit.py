@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -46,6 +47,9 @@ def psnr(image: Tensor, target: Tensor) -> float:
     return float("inf") if mse == 0 else -10.0 * math.log10(mse)
 
 
+Params = tuple[Tensor, Tensor, Tensor]
+
+
 def fit_frame(
     target: Tensor,
     init: GaussianFrame,
@@ -54,6 +58,8 @@ def fit_frame(
     progress: bool = True,
     desc: str = "fit",
     log_every: int = 50,
+    transform: Callable[[Tensor, Tensor, Tensor], Params] | None = None,
+    penalty: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
 ) -> FitResult:
     """Optimise ``init``'s Gaussians so that their render matches ``target``.
 
@@ -64,6 +70,9 @@ def fit_frame(
         progress: show a progress bar with the running PSNR.
         desc: progress-bar label.
         log_every: record the training PSNR every this many steps.
+        transform: maps the parameters to what is rendered (e.g. straight-through
+            quantisation for quantisation-aware fine-tuning).
+        penalty: extra loss term on the rendered parameters (e.g. a rate proxy).
     """
     if target.shape != (init.height, init.width, 3):
         raise ValueError(
@@ -88,14 +97,15 @@ def fit_frame(
         )
         bar = tqdm(range(config.iterations), desc=desc, disable=not progress, leave=False, unit="it")
         for step in bar:
-            render = rasterize(means, chol, colors, init.height, init.width)
-            loss = torch.mean((render - target) ** 2)
+            params = transform(means, chol, colors) if transform is not None else (means, chol, colors)
+            mse = torch.mean((rasterize(*params, init.height, init.width) - target) ** 2)
+            loss = mse + penalty(*params) if penalty is not None else mse
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
             if step % log_every == 0 or step == config.iterations - 1:
-                value = -10.0 * math.log10(max(loss.item(), 1e-12))
+                value = -10.0 * math.log10(max(mse.item(), 1e-12))
                 history.append(value)
                 bar.set_postfix(psnr=f"{value:.2f} dB")
         bar.close()

@@ -33,7 +33,6 @@ from gfix_sdk.gaussians.quantize import (
     quantize,
 )
 from gfix_sdk.gaussians.reconstruct import reconstruct, to_uint8
-from gfix_sdk.raster import rasterize
 
 
 @dataclass(frozen=True)
@@ -197,35 +196,26 @@ class SequenceEncoder:
         return encode_predicted(self._ref, keep, q.select(slice(0, k)), q.select(slice(k, None)))
 
     def _fit_with_anchor(self, target, start, anchor, iterations, scale, *, on_grid=False) -> GaussianFrame:
-        """Adam on MSE + residual_weight x (grid steps the first k Gaussians move
-        away from ``anchor``), optionally through straight-through quantisation."""
+        """Fit with MSE + residual_weight x (grid steps the first k Gaussians
+        move away from ``anchor``), optionally through straight-through
+        quantisation (the forward pass then sees the decoder's values)."""
         cfg = self.config
-        params = [t.detach().clone().requires_grad_(True) for t in (start.means, start.chol, start.colors)]
-        fc = self._fit_config(iterations, scale)
-        opt = torch.optim.Adam([
-            {"params": [params[0]], "lr": fc.lr_means},
-            {"params": [params[1]], "lr": fc.lr_chol},
-            {"params": [params[2]], "lr": fc.lr_colors},
-        ])
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(1, iterations))))
-        steps = torch.tensor([cfg.quant.pos_step, cfg.quant.chol_step, cfg.quant.luma_step])
-        for _ in range(iterations):
-            means, chol, colors = fake_quantize(*params, cfg.quant) if on_grid else params
-            loss = torch.mean((rasterize(means, chol, colors, self.height, self.width) - target) ** 2)
-            if anchor is not None and cfg.residual_weight > 0:
-                k, ref = anchor
+        penalty = None
+        if anchor is not None and cfg.residual_weight > 0:
+            k, ref = anchor
+            ref_chol = canonical_chol(ref.chol)
+
+            def penalty(means: Tensor, chol: Tensor, colors: Tensor) -> Tensor:
                 moved = (
-                    (means[:k] - ref.means).abs().sum() / steps[0]
-                    + (canonical_chol(chol[:k]) - canonical_chol(ref.chol)).abs().sum() / steps[1]
-                    + (colors[:k] - ref.colors).abs().sum() / steps[2]
+                    (means[:k] - ref.means).abs().sum() / cfg.quant.pos_step
+                    + (canonical_chol(chol[:k]) - ref_chol).abs().sum() / cfg.quant.chol_step
+                    + (colors[:k] - ref.colors).abs().sum() / cfg.quant.luma_step
                 )
-                loss = loss + cfg.residual_weight * moved / cfg.gaussians
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-        return GaussianFrame(*(p.detach() for p in params), self.height, self.width)
+                return cfg.residual_weight * moved / cfg.gaussians
+
+        transform = (lambda m, c, col: fake_quantize(m, c, col, cfg.quant)) if on_grid else None
+        return fit_frame(target, start, self._fit_config(iterations, scale), progress=False,
+                         transform=transform, penalty=penalty).frame
 
     def _fit_on_grid(self, target, frame, *, anchor, scale) -> GaussianFrame:
         """Quantisation-aware fine-tuning: the forward pass sees the grid values."""

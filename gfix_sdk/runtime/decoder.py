@@ -31,6 +31,9 @@ class StreamInfo:
     key_frames: tuple[int, ...]  #: indices of the key (random-access) frames
     gaussians: int  #: target Gaussians per frame the encoder used
     encoder: str  #: name and version of the encoder
+    has_enhancer: bool = False  #: the file carries a GFix enhancer adapter
+    enhancer_bytes: int = 0  #: size of that adapter's payload
+    enhanced: bool = False  #: frames from this decoder are enhanced
 
     @property
     def duration_seconds(self) -> float:
@@ -60,9 +63,20 @@ class Decoder:
     memory does not grow with the length of the video. Random access
     (:meth:`frame`, ``dec[i]``) decodes forward from the nearest key frame at
     or before ``i``.
+
+    Files with a GFix enhancer are enhanced by default, which needs the local
+    base model the encoder used (``base=`` or ``$GFIX_BASE``); pass
+    ``enhance=False`` for the Gaussian-only frames.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        device: str | torch.device = "cpu",
+        base: str | os.PathLike[str] | None = None,
+        enhance: bool = True,
+    ) -> None:
         self._device = torch.device(device)
         if self._device.type not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
@@ -75,6 +89,12 @@ class Decoder:
             keys = tuple(i for i in range(header.frame_count) if self._reader.frame_is_key(i))
             if header.frame_count and (not keys or keys[0] != 0):
                 raise self._reader_error("the first frame is not a key frame")
+            adapter = self._reader.enhancer()
+            self._enhancer = None
+            if adapter is not None and enhance:
+                from gfix_sdk.enhance.pipeline import load_enhancer
+
+                self._enhancer, _ = load_enhancer(adapter, base, self._device)
         except BaseException:
             self._reader.close()
             raise
@@ -82,14 +102,23 @@ class Decoder:
             width=header.width, height=header.height, fps=header.fps,
             num_frames=header.frame_count, num_bytes=self._reader.num_bytes, key_frames=keys,
             gaussians=int(params["gaussians"]), encoder=str(params["encoder"]),
+            has_enhancer=adapter is not None, enhancer_bytes=len(adapter) if adapter else 0,
+            enhanced=self._enhancer is not None,
         )
         # The last decoded frame, so that sequential access never re-decodes.
         self._cursor: tuple[int, QuantizedFrame] | None = None
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> Decoder:
-        """Open ``path`` for decoding on ``device`` ("cpu" or "cuda")."""
-        return cls(path, device=device)
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        device: str | torch.device = "cpu",
+        base: str | os.PathLike[str] | None = None,
+        enhance: bool = True,
+    ) -> Decoder:
+        """Open ``path`` for decoding on ``device`` ("cpu" or "cuda"); see the class docstring."""
+        return cls(path, device=device, base=base, enhance=enhance)
 
     @property
     def path(self) -> Path:
@@ -138,8 +167,13 @@ class Decoder:
                            device=self._device)
 
     def frame(self, index: int, *, as_tensor: bool = False) -> np.ndarray | Tensor:
-        """Frame ``index`` as ``(H, W, 3)`` uint8 (numpy, or a tensor on the device)."""
+        """Frame ``index`` as ``(H, W, 3)`` uint8 (numpy, or a tensor on the device),
+        enhanced when the decoder has an enhancer."""
         image = to_uint8(self.render(index))
+        if self._enhancer is not None:
+            from gfix_sdk.enhance.pipeline import enhance_frame
+
+            image = enhance_frame(self._enhancer, image)
         return image if as_tensor else image.cpu().numpy()
 
     def __getitem__(self, index: int) -> np.ndarray:

@@ -1,0 +1,167 @@
+"""The ENHANCER section: the coded per-video adapter.
+
+Payload (little-endian, version 1)::
+
+    u8      version
+    32 B    SHA-256 of the base model (see :func:`gfix_sdk.enhance.base.base_hash`)
+    u8      mode (0 mLoRA, 1 LoRA)
+    varint  prompt rank, U-Net rank, VAE rank, patch size
+    3 x     (u8 flag, [blob]): prompt text, U-Net targets, VAE-decoder targets
+            (comma-separated); flag 0 = the default (no blob follows), 1 = custom
+    f32     timestep t
+    then for each group in (prompt, unet, vae, skip):
+        f64     quantisation step
+        varint  number of values
+        ...     the integers round(value / step), coded by gfix_sdk.coding
+
+A group's values are its tensors flattened and concatenated in the order of
+:meth:`Enhancer.groups` (layers sorted by name), so the decoder, which
+rebuilds the same layer list from the same base and configuration, splits
+them back. Counts are checked against that rebuild before anything is set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gfix_sdk.coding import ByteReader, ByteWriter, decode_symbols, encode_symbols
+from gfix_sdk.enhance.model import GROUPS, AdapterConfig, Enhancer
+from gfix_sdk.errors import GFixError, GFixFormatError
+
+ADAPTER_VERSION = 1
+MAX_VALUES = 1 << 28  # per group: far above SD-Turbo's largest (LoRA) adapter
+_MODES = ("mlora", "lora")
+
+
+class BaseMismatchError(GFixError, ValueError):
+    """The file's adapter was trained on a different base model."""
+
+
+@dataclass
+class CodedAdapter:
+    """A decoded ENHANCER payload: everything needed to rebuild the adapter."""
+
+    base_hash: bytes
+    config: AdapterConfig
+    t: float
+    steps: dict[str, float]
+    values: dict[str, np.ndarray]  #: int64 grid indices per group
+
+    def group_bytes(self) -> dict[str, int]:
+        return {g: len(encode_symbols(v)) for g, v in self.values.items()}
+
+
+def _config_texts(cfg: AdapterConfig) -> tuple[str, str, str]:
+    return cfg.prompt, ",".join(cfg.unet_targets), ",".join(cfg.vae_targets)
+
+
+def _utf8(data: bytes, reader: ByteReader, name: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise reader.error(f"{name} is not valid UTF-8") from None
+
+
+def quantize_groups(enhancer: Enhancer, steps: dict[str, float]) -> dict[str, np.ndarray]:
+    """Grid indices of every transmitted tensor, concatenated per group."""
+    out = {}
+    for group, tensors in enhancer.groups().items():
+        flat = torch.cat([t.detach().reshape(-1).cpu() for t in tensors]) if tensors else torch.zeros(0)
+        out[group] = torch.round(flat / steps[group]).to(torch.int64).numpy()
+    return out
+
+
+def encode_adapter(
+    enhancer: Enhancer,
+    steps: dict[str, float],
+    base_hash: bytes,
+    mixture_hints: dict[str, tuple[float, float, float]] | None = None,
+) -> bytes:
+    """Code an enhancer's adapter (its current values, rounded to ``steps``).
+    ``mixture_hints``: the trained rate model per group (see TrainResult)."""
+    cfg = enhancer.config
+    w = ByteWriter()
+    w.u8(ADAPTER_VERSION)
+    w.raw(base_hash)
+    w.u8(_MODES.index(cfg.mode))
+    for value in (cfg.prompt_rank, cfg.unet_rank, cfg.vae_rank, cfg.patch):
+        w.varint(value)
+    for text, default in zip(_config_texts(cfg), _config_texts(AdapterConfig())):
+        w.u8(0 if text == default else 1)
+        if text != default:
+            w.blob(text.encode("utf-8"))
+    w.f32(float(enhancer.t.detach()))
+    for group, values in quantize_groups(enhancer, steps).items():
+        w.f64(steps[group])
+        w.varint(len(values))
+        hint = (mixture_hints[group],) if mixture_hints and group in mixture_hints else ()
+        w.raw(encode_symbols(values, mixture_hints=hint))
+    return w.getvalue()
+
+
+def decode_adapter(payload: bytes) -> CodedAdapter:
+    """Parse an ENHANCER payload (raises GFixFormatError on any inconsistency)."""
+    r = ByteReader(payload, context="ENHANCER")
+    version = r.u8("adapter version")
+    if version != ADAPTER_VERSION:
+        raise r.error(f"unsupported adapter version {version}")
+    base_hash = r.raw(32, "base hash")
+    mode_index = r.u8("mode")
+    if mode_index >= len(_MODES):
+        raise r.error(f"unknown adapter mode {mode_index}")
+    ranks = [r.varint(name, maximum=1 << 16) for name in ("prompt rank", "unet rank", "vae rank")]
+    patch = r.varint("patch", maximum=1 << 14)
+    texts = []
+    for name, default in zip(("prompt", "unet targets", "vae targets"), _config_texts(AdapterConfig())):
+        flag = r.u8(f"{name} flag")
+        if flag > 1:
+            raise r.error(f"{name}: unknown flag {flag}")
+        texts.append(default if flag == 0 else _utf8(r.blob(name), r, name))
+    try:
+        config = AdapterConfig(
+            mode=_MODES[mode_index], prompt_rank=ranks[0], unet_rank=ranks[1], vae_rank=ranks[2],
+            unet_targets=tuple(filter(None, texts[1].split(","))), vae_targets=tuple(filter(None, texts[2].split(","))),
+            prompt=texts[0], patch=patch,
+        )
+    except ValueError as exc:
+        raise r.error(f"invalid adapter configuration: {exc}") from None
+    t = r.f32("timestep")
+    if not np.isfinite(t):
+        raise r.error("timestep is not finite")
+    steps, values = {}, {}
+    for group in GROUPS:
+        steps[group] = r.f64(f"{group} step")
+        if not (np.isfinite(steps[group]) and steps[group] > 0):
+            raise r.error(f"{group}: invalid quantisation step {steps[group]}")
+        count = r.varint(f"{group} count", maximum=MAX_VALUES)
+        values[group] = decode_symbols(r, count, f"{group} values")
+    r.expect_end()
+    return CodedAdapter(base_hash=base_hash, config=config, t=t, steps=steps, values=values)
+
+
+def apply_adapter(enhancer: Enhancer, coded: CodedAdapter, base_hash: bytes) -> None:
+    """Load decoded values into ``enhancer`` (built with ``coded.config`` on a
+    base whose hash is ``base_hash``)."""
+    if coded.base_hash != base_hash:
+        raise BaseMismatchError(
+            f"the adapter was trained on base model {coded.base_hash.hex()[:16]}..., but the given base is "
+            f"{base_hash.hex()[:16]}...; decode with the same SD-Turbo copy the encoder used"
+        )
+    with torch.no_grad():
+        for group, tensors in enhancer.groups().items():
+            expected = sum(t.numel() for t in tensors)
+            values = coded.values[group]
+            if len(values) != expected:
+                raise GFixFormatError(
+                    f"ENHANCER: group {group} holds {len(values)} values but this base model's "
+                    f"{coded.config.mode} layers need {expected}"
+                )
+            flat = torch.from_numpy(values).to(torch.float32) * coded.steps[group]
+            offset = 0
+            for tensor in tensors:
+                tensor.copy_(flat[offset: offset + tensor.numel()].reshape(tensor.shape))
+                offset += tensor.numel()
+        enhancer.t.fill_(coded.t)
