@@ -12,7 +12,7 @@ from pathlib import Path
 from gfix_sdk.errors import GFixError
 
 EPILOG = """examples:
-  gfix demo                                  encode + decode the bundled clip, print quality
+  gfix demo                                  GFix-encode + decode the bundled clip, print quality
   gfix encode clip.mp4 -o clip.gfix          encode with the medium preset
   gfix encode clip.mp4 -o clip.gfix --preset fast --gaussians 6000 --frames 32
   gfix encode Beauty_1920x1080_8bit.yuv --size 1920x1080 --fps 120 --frames 96 -o beauty.gfix
@@ -69,7 +69,8 @@ def _enhance_settings(args: argparse.Namespace):
 
     lmbda = args.lmbda if args.lmbda is not None else LAMBDA_PRESETS[args.rate_point]
     adapter = AdapterConfig(mode=args.adapter, patch=args.patch)
-    train = TrainConfig(steps=args.enhance_steps, lmbda=lmbda, lpips_weights=args.lpips)
+    train = TrainConfig(steps=args.enhance_steps, lmbda=lmbda, lpips_weights=args.lpips,
+                        lr=args.lr if args.lr is not None else TrainConfig().lr)
     return EnhanceSettings(base=args.base, adapter=adapter, train=train, device=args.device)
 
 
@@ -128,20 +129,43 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     source = bundled_clip_path()
     original, info = load_bundled_clip()
     print(f"bundled clip: {source.name} ({info.width}x{info.height}, {len(original)} frames @ {info.fps:g} fps)")
+    settings = None
+    if not args.no_enhance:
+        from gfix_sdk.enhance.model import AdapterConfig
+        from gfix_sdk.enhance.pipeline import EnhanceSettings
+        from gfix_sdk.enhance.tiny import install_tiny_base
+        from gfix_sdk.enhance.train import LAMBDA_PRESETS, TINY_BASE_LR, TrainConfig
+
+        base = args.base or str(install_tiny_base(out_dir / "tiny_sd"))
+        lr = TINY_BASE_LR if args.base is None else TrainConfig().lr
+        settings = EnhanceSettings(base=base, adapter=AdapterConfig(patch=args.patch),
+                                   train=TrainConfig(steps=args.enhance_steps, lmbda=LAMBDA_PRESETS[2], lr=lr))
+        print(f"enhancer base: {base}" + ("  (tiny pretrained stand-in for SD-Turbo)" if args.base is None else ""))
     gfix_path = out_dir / "bbb.gfix"
-    report = encode_video(source, gfix_path, config=_config_from_args(args), progress=not args.quiet)
-    with Decoder.open(gfix_path) as decoder:
-        decoded = np.stack(list(decoder.frames()))
-    write_video(out_dir / "bbb_decoded.mkv", decoded, fps=info.fps, lossless=True)
-    write_png(out_dir / "bbb_frame0.png", np.concatenate([original[0], decoded[0]], axis=1))
-    quality = sequence_metrics(original, decoded)
-    print(f"encoded {report.num_frames} frames in {report.seconds:.1f} s -> {gfix_path}")
-    print(f"  size     {report.num_bytes:,} bytes")
-    print(f"  bitrate  {report.bitrate_kbps:,.1f} kbit/s ({report.bits_per_pixel:.4f} bpp)")
-    print(f"  PSNR     {quality['mean_psnr']:.2f} dB")
-    print(f"  MS-SSIM  {quality['mean_ms_ssim']:.4f}")
+    report = encode_video(source, gfix_path, config=_config_from_args(args), progress=not args.quiet,
+                          enhance=settings)
+    rows = []
+    for label, enhance in (("Gaussian codec", False), ("GFix (enhanced)", True)):
+        if enhance and settings is None:
+            continue
+        with Decoder.open(gfix_path, base=settings.base if settings else None, enhance=enhance) as decoder:
+            decoded = np.stack(list(decoder.frames()))
+        quality = sequence_metrics(original, decoded)
+        size = report.num_bytes if enhance or settings is None else report.num_bytes - report.enhancer_bytes
+        rows.append((label, size, quality["mean_psnr"], quality["mean_ms_ssim"], decoded))
+    write_video(out_dir / "bbb_decoded.mkv", rows[-1][4], fps=info.fps, lossless=True)
+    write_png(out_dir / "bbb_frame0.png", np.concatenate([original[0]] + [r[4][0] for r in rows], axis=1))
+    seconds = len(original) / info.fps
+    print(f"encoded {report.num_frames} frames in {report.seconds:.1f} s -> {gfix_path} ({report.num_bytes:,} bytes)")
+    print(f"  {'':16s} {'bytes':>8s} {'kbit/s':>8s} {'bpp':>7s} {'PSNR dB':>8s} {'MS-SSIM':>8s}")
+    for label, size, psnr, msssim, _ in rows:
+        print(f"  {label:16s} {size:8,d} {8 * size / seconds / 1000:8.1f} "
+              f"{8 * size / (len(original) * info.width * info.height):7.4f} {psnr:8.2f} {msssim:8.4f}")
+    if settings is not None:
+        print(f"  enhancer adapter: {report.enhancer_bytes:,} bytes; timestep t = "
+              f"{report.training.history[-1]['t']:.1f}; loss {report.training.loss_description}")
     print(f"decoded video (lossless FFV1): {out_dir / 'bbb_decoded.mkv'}")
-    print(f"frame 0, original | decoded: {out_dir / 'bbb_frame0.png'}")
+    print("frame 0, original | " + " | ".join(r[0] for r in rows) + f": {out_dir / 'bbb_frame0.png'}")
     return 0
 
 
@@ -171,6 +195,8 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
                        help="lambda preset, 1 (fewest adapter bits) .. 5 (default: 3)")
     group.add_argument("--lambda", dest="lmbda", type=float, help="distortion weight (overrides --rate-point)")
     group.add_argument("--enhance-steps", type=int, default=2000, help="training steps (default: 2000)")
+    group.add_argument("--lr", type=float, help="adapter learning rate (default: the paper's 0.05; "
+                                                "0.005 suits the tiny stand-in)")
     group.add_argument("--patch", type=int, default=512, help="enhancer patch size, multiple of 8 (default: 512)")
     group.add_argument("--adapter", choices=["mlora", "lora"], default="mlora", help="adapter type (default: mlora)")
     group.add_argument("--lpips", help="local LPIPS-VGG weights for Difix's L2+LPIPS+Gram loss "
@@ -237,9 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
     params.set_defaults(func=_cmd_params)
 
     demo = sub.add_parser("demo", help="encode and decode the bundled clip",
-                          description="Encode the bundled Big Buck Bunny clip (320x180, 16 frames), decode it, "
-                                      "and print size, bitrate, PSNR and MS-SSIM.")
+                          description="Encode the bundled Big Buck Bunny clip (320x180, 16 frames) with GFix "
+                                      "(Gaussian codec + enhancer on a tiny stand-in for SD-Turbo), decode it, "
+                                      "and print size, bitrate, PSNR and MS-SSIM with and without enhancement.")
     demo.add_argument("--out", default="gfix-out", help="output folder (default: gfix-out)")
+    demo.add_argument("--no-enhance", action="store_true", help="Gaussian codec only (skip the enhancer)")
+    demo.add_argument("--base", help="SD-Turbo directory (default: the tiny pretrained stand-in)")
+    demo.add_argument("--enhance-steps", type=int, default=300, help="enhancer training steps (default: 300)")
+    demo.add_argument("--patch", type=int, default=64, help="enhancer patch size (default: 64)")
     _add_codec_options(demo)
     demo.set_defaults(func=_cmd_demo)
     return parser

@@ -224,11 +224,11 @@ def gaussian_clip():
 
 def test_training_lowers_distortion_with_a_small_adapter(tiny_base_dir, gaussian_clip):
     from gfix_sdk.enhance.pipeline import EnhanceSettings, fit_adapter
-    from gfix_sdk.enhance.train import LAMBDA_PRESETS, TrainConfig
+    from gfix_sdk.enhance.train import LAMBDA_PRESETS, TINY_BASE_LR, TrainConfig
 
     frames, recons, report = gaussian_clip
     settings = EnhanceSettings(base=str(tiny_base_dir), adapter=AdapterConfig(patch=64),
-                               train=TrainConfig(steps=80, lmbda=LAMBDA_PRESETS[3]), device="cpu")
+                               train=TrainConfig(steps=80, lmbda=LAMBDA_PRESETS[2], lr=TINY_BASE_LR), device="cpu")
     fitted = fit_adapter(frames, recons, settings, progress=False)
     result = fitted.result
     assert result.final_distortion < result.initial_distortion

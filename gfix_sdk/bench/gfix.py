@@ -47,8 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gaussians", type=int, nargs="+", default=[1000, 2000, 4000, 8000])
     parser.add_argument("--base", help="base model directory (default: the shipped tiny pretrained model)")
     parser.add_argument("--steps", type=int, default=300, help="enhancer training steps (default: 300)")
-    parser.add_argument("--rate-point", type=int, default=3, choices=[1, 2, 3, 4, 5])
-    parser.add_argument("--patch", type=int, default=128)
+    parser.add_argument("--rate-point", type=int, default=2, choices=[1, 2, 3, 4, 5])
+    parser.add_argument("--lr", type=float, help="adapter learning rate (default: 0.005 for the tiny base, "
+                                                "else the paper's 0.05)")
+    parser.add_argument("--patch", type=int, default=64)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--lpips", help="LPIPS weights file (gfix_sdk.perceptual) to also score LPIPS")
     parser.add_argument("--json", metavar="PATH")
@@ -58,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gfix_sdk.bitstream.format import SECTION_OVERHEAD
     from gfix_sdk.enhance.model import AdapterConfig
     from gfix_sdk.enhance.pipeline import EnhanceSettings
-    from gfix_sdk.enhance.train import LAMBDA_PRESETS, TrainConfig
+    from gfix_sdk.enhance.train import LAMBDA_PRESETS, TINY_BASE_LR, TrainConfig
     from gfix_sdk.gaussians.sequence import PRESETS
     from gfix_sdk.io import load_bundled_clip
     from gfix_sdk.metrics import bd_rate
@@ -80,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             base = str(install_tiny_base(Path(tmp) / "tiny_sd"))
         settings = EnhanceSettings(
             base=base, adapter=AdapterConfig(patch=args.patch),
-            train=TrainConfig(steps=args.steps, lmbda=LAMBDA_PRESETS[args.rate_point]))
+            train=TrainConfig(steps=args.steps, lmbda=LAMBDA_PRESETS[args.rate_point],
+                              lr=args.lr or (TINY_BASE_LR if args.base is None else TrainConfig().lr)))
         for n in args.gaussians:
             path = Path(tmp) / f"gfix_{n}.gfix"
             report = encode_frames(frames, path, width=info.width, height=info.height, fps=info.fps,

@@ -68,8 +68,9 @@ def load_enhancer(payload: bytes, base: str | os.PathLike[str] | None = None,
     """Rebuild the enhancer of a coded adapter on a local base model."""
     coded = decode_adapter(payload)
     model = load_base(base)
+    digest = base_hash(model)  # before Enhancer injects adapters into the base's modules
     enhancer = Enhancer(model, coded.config)
-    apply_adapter(enhancer, coded, base_hash(model))
+    apply_adapter(enhancer, coded, digest)
     return enhancer.to(torch.device(device) if device else default_device()).eval(), coded
 
 

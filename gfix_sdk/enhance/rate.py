@@ -73,7 +73,7 @@ class LaplaceRate(nn.Module):
         narrow component's weight (a starting point for the coder's own fit)."""
         scales = self.log_scale[group].exp().detach().tolist()
         narrow, wide = sorted(math.exp(-step / s) for s in scales)
-        weight = float(torch.sigmoid(self.logit[group]))
+        weight = float(torch.sigmoid(self.logit[group].detach()))
         if math.exp(-step / scales[0]) > math.exp(-step / scales[1]):
             weight = 1 - weight  # the first component was the wider one
         return narrow, wide, weight

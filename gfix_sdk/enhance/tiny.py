@@ -116,8 +116,10 @@ def pretrain_tiny_base(out_dir: str | Path, *, vae_steps: int = 3000, unet_steps
             log(f"unet  {step:5d}  loss {loss.item():.4f}  ({time.perf_counter() - start:.0f} s)")
     unet.eval().requires_grad_(False)
 
-    vae.save_pretrained(out / "vae")
-    unet.save_pretrained(out / "unet")
+    # Shipped in float16 to halve the repository size; loaded back as float32.
+    vae.to(torch.float16).save_pretrained(out / "vae")
+    unet.to(torch.float16).save_pretrained(out / "unet")
+    base.text_encoder.to(torch.float16).save_pretrained(out / "text_encoder")
     (out / "README.md").write_text(
         "Tiny SD-Turbo stand-in (same diffusers/transformers classes and wiring), pretrained by\n"
         "`python -m gfix_sdk.enhance.tiny` on Big Buck Bunny frames 40-131 ((c) 2008 Blender\n"
