@@ -15,3 +15,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "needs_cuda" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _private_export_cache(tmp_path_factory, monkeypatch):
+    """Exports made by tests (ONNX, engines) go to a per-session temporary cache."""
+    monkeypatch.setenv("GFIX_CACHE", str(tmp_path_factory.getbasetemp() / "gfix-cache"))

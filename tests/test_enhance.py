@@ -261,8 +261,8 @@ def test_decoder_reproduces_the_encoders_enhanced_frames(tiny_base_dir, tmp_path
                            on_frame=lambda c: gaussian.append(c.reconstruction.numpy()),
                            on_enhanced=lambda i, f: enhanced.__setitem__(i, f.numpy()))
     assert report.enhancer_bytes > 0 and len(report.enhanced_psnr) == 3
-    with Decoder.open(path, base=tiny_base_dir) as dec:
-        assert dec.info.has_enhancer and dec.info.enhanced
+    with Decoder.open(path, base=tiny_base_dir, backend="torch") as dec:
+        assert dec.info.has_enhancer and dec.info.enhanced and dec.info.backend == "torch"
         for i, frame in enumerate(dec.frames()):
             np.testing.assert_array_equal(frame, enhanced[i])
     with Decoder.open(path, enhance=False) as dec:

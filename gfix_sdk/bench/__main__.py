@@ -9,6 +9,7 @@ BENCHMARKS = {
     "raster": ("gfix_sdk.bench.raster", "2D Gaussian rasterizer: native vs PyTorch references"),
     "codec": ("gfix_sdk.bench.codec", "Gaussian codec speed: 1080p frame decode, 384x256 key-frame fit"),
     "rd": ("gfix_sdk.bench.rd", "rate-distortion on the bundled clip vs x264, with BD-rate"),
+    "decode": ("gfix_sdk.bench.decode", "GFix per-stage decode latency for each enhancer backend (+ export cost)"),
     "gfix": ("gfix_sdk.bench.gfix", "GFix (Gaussian codec + enhancer) vs the Gaussian codec alone, equal rate"),
 }
 

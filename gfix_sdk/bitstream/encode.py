@@ -24,7 +24,7 @@ from gfix_sdk import __version__
 from gfix_sdk.bitstream.format import SectionType
 from gfix_sdk.bitstream.header import StreamHeader
 from gfix_sdk.bitstream.writer import GFixWriter
-from gfix_sdk.enhance.pipeline import EnhanceSettings, enhance_frame, fit_adapter
+from gfix_sdk.enhance.pipeline import EnhanceSettings, enhance_frame, enhancer_runner, fit_adapter
 from gfix_sdk.gaussians.code import encode_stream_info
 from gfix_sdk.gaussians.sequence import CodedFrame, SequenceConfig, SequenceEncoder
 from gfix_sdk.io import open_video
@@ -147,8 +147,9 @@ def _add_enhancer(writer, report, originals, rendered, settings, progress, on_en
     writer.write_section(SectionType.ENHANCER, fitted.payload)
     report.enhancer_bytes = len(fitted.payload)
     report.training = fitted.result
+    run = enhancer_runner(fitted.enhancer)
     for index, (frame, original) in enumerate(zip(rendered, originals)):
-        enhanced = enhance_frame(fitted.enhancer, torch.from_numpy(frame)).cpu()
+        enhanced = enhance_frame(run, torch.from_numpy(frame), fitted.enhancer.config.patch).cpu()
         report.enhanced_psnr.append(psnr(enhanced.float() / 255, torch.from_numpy(original).float() / 255))
         if on_enhanced is not None:
             on_enhanced(index, enhanced)

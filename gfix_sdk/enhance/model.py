@@ -105,6 +105,51 @@ def interpolate_alpha_bar(alphas_cumprod: Tensor, t: Tensor) -> Tensor:
     return table[lo_i] * (1 - frac) + table[lo_i + 1] * frac
 
 
+def encode_with_skips(vae: nn.Module, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """Deterministic scaled latent of ``x`` in [0, 1] and the input of every
+    encoder down block (the skip activations)."""
+    encoder = vae.encoder
+    h = encoder.conv_in(2 * x - 1)
+    skips = []
+    for block in encoder.down_blocks:
+        skips.append(h)
+        h = block(h)
+    h = encoder.conv_out(encoder.conv_act(encoder.conv_norm_out(encoder.mid_block(h))))
+    if getattr(vae, "quant_conv", None) is not None:
+        h = vae.quant_conv(h)
+    mean = h.chunk(2, dim=1)[0]  # latent_dist.mode() of a diagonal Gaussian
+    return mean * vae.config.scaling_factor, skips
+
+
+def decode_with_skips(vae: nn.Module, z: Tensor, skips: list[Tensor], skip_convs: nn.ModuleList) -> Tensor:
+    """VAE decode of a scaled latent, adding ``skip_convs[j](skip)`` before up block j; output in [0, 1]."""
+    z = z / vae.config.scaling_factor
+    if getattr(vae, "post_quant_conv", None) is not None:
+        z = vae.post_quant_conv(z)
+    decoder = vae.decoder
+    h = decoder.mid_block(decoder.conv_in(z), None)
+    for j, block in enumerate(decoder.up_blocks):
+        h = block(h + skip_convs[j](skips[-1 - j]), None)
+    h = decoder.conv_out(decoder.conv_act(decoder.conv_norm_out(h)))
+    return (h + 1) / 2
+
+
+def single_step(vae: nn.Module, unet: nn.Module, skip_convs: nn.ModuleList, prompt: Tensor, t: Tensor,
+                abar: Tensor, prediction_type: str, x: Tensor) -> Tensor:
+    """The enhancer's forward pass (see the module docstring); shared by the
+    trainable :class:`Enhancer` and the folded export module."""
+    with torch.no_grad():  # the VAE encoder is frozen and not adapted
+        z, skips = encode_with_skips(vae, x)
+    batch = z.shape[0]
+    prompt = prompt.to(z.dtype).expand(batch, -1, -1)
+    pred = unet(z, t.to(z.dtype).expand(batch), encoder_hidden_states=prompt).sample
+    if prediction_type == "v_prediction":
+        x0 = abar.sqrt() * z - (1 - abar).sqrt() * pred
+    else:
+        x0 = (z - (1 - abar).sqrt() * pred) / abar.sqrt()
+    return decode_with_skips(vae, x0, skips, skip_convs)
+
+
 class Enhancer(nn.Module):
     """Single-step diffusion enhancer with per-video adapters.
 
@@ -158,55 +203,27 @@ class Enhancer(nn.Module):
         return [p for tensors in self.groups().values() for p in tensors] + [self.t]
 
     # ---------------------------------------------------------------- forward
-    def _encode(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        encoder = self.vae.encoder
-        h = encoder.conv_in(2 * x - 1)
-        skips = []
-        for block in encoder.down_blocks:
-            skips.append(h)
-            h = block(h)
-        h = encoder.conv_out(encoder.conv_act(encoder.conv_norm_out(encoder.mid_block(h))))
-        if getattr(self.vae, "quant_conv", None) is not None:
-            h = self.vae.quant_conv(h)
-        mean = h.chunk(2, dim=1)[0]  # latent_dist.mode() of a diagonal Gaussian
-        return mean * self.vae.config.scaling_factor, skips
-
-    def _decode(self, z: Tensor, skips: list[Tensor]) -> Tensor:
-        z = z / self.vae.config.scaling_factor
-        if getattr(self.vae, "post_quant_conv", None) is not None:
-            z = self.vae.post_quant_conv(z)
-        decoder = self.vae.decoder
-        h = decoder.mid_block(decoder.conv_in(z), None)
-        for j, block in enumerate(decoder.up_blocks):
-            h = block(h + self.skips[j](skips[-1 - j]), None)
-        h = decoder.conv_out(decoder.conv_act(decoder.conv_norm_out(h)))
-        return (h + 1) / 2
-
     def forward(self, x: Tensor) -> Tensor:
         """Enhance a batch ``(B, 3, H, W)`` in [0, 1] (H, W multiples of 8); the
         output is not clamped (training losses see the raw values)."""
-        with torch.no_grad():  # the VAE encoder is frozen and not adapted
-            z, skips = self._encode(x)
-        batch = z.shape[0]
-        prompt = self.prompt().to(z.dtype).expand(batch, -1, -1)
-        t = self.t.to(z.dtype)
-        pred = self.unet(z, t.expand(batch), encoder_hidden_states=prompt).sample
-        abar = interpolate_alpha_bar(self.alphas_cumprod, t)
-        if self.prediction_type == "v_prediction":
-            x0 = abar.sqrt() * z - (1 - abar).sqrt() * pred
-        else:
-            x0 = (z - (1 - abar).sqrt() * pred) / abar.sqrt()
-        return self._decode(x0, skips)
+        abar = interpolate_alpha_bar(self.alphas_cumprod, self.t.to(x.dtype))
+        return single_step(self.vae, self.unet, self.skips, self.prompt(), self.t, abar, self.prediction_type, x)
 
     @torch.no_grad()
     def enhance_image(self, image: Tensor, *, batch: int = 4) -> Tensor:
         """Enhance an ``(H, W, 3)`` float image in [0, 1] patch by patch; returns
         ``(H, W, 3)`` clamped to [0, 1]."""
-        patches, layout = split_patches(image, self.config.patch)
         device = next(self.unet.parameters()).device
-        outputs = [self(patches[i:i + batch].to(device)).clamp(0, 1).to(image.device)
-                   for i in range(0, patches.shape[0], batch)]
-        return merge_patches(torch.cat(outputs), layout)
+        return enhance_by_patches(lambda x: self(x.to(device)), image, self.config.patch, batch=batch)
+
+
+def enhance_by_patches(run: Callable[[Tensor], Tensor], image: Tensor, patch: int, *, batch: int = 4) -> Tensor:
+    """Apply ``run`` (batch of ``(B, 3, patch, patch)`` in [0, 1] -> same shape)
+    to an ``(H, W, 3)`` image tile by tile; returns the clamped ``(H, W, 3)`` result
+    on the image's device."""
+    patches, layout = split_patches(image, patch)
+    outputs = [run(patches[i:i + batch]).clamp(0, 1).to(image.device) for i in range(0, patches.shape[0], batch)]
+    return merge_patches(torch.cat(outputs), layout)
 
 
 @dataclass(frozen=True)
@@ -238,4 +255,5 @@ def merge_patches(tiles: Tensor, layout: PatchLayout) -> Tensor:
     return full[:, : layout.height, : layout.width].permute(1, 2, 0).contiguous()
 
 
-__all__ = ["AdapterConfig", "Enhancer", "GROUPS", "split_patches", "merge_patches", "interpolate_alpha_bar"]
+__all__ = ["AdapterConfig", "Enhancer", "GROUPS", "split_patches", "merge_patches", "enhance_by_patches",
+           "interpolate_alpha_bar", "single_step"]

@@ -10,6 +10,7 @@ decoder's output are computed the same way.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +19,7 @@ from torch import Tensor
 
 from gfix_sdk.enhance.adapter import CodedAdapter, apply_adapter, decode_adapter, encode_adapter
 from gfix_sdk.enhance.base import base_hash, load_base
-from gfix_sdk.enhance.model import AdapterConfig, Enhancer
+from gfix_sdk.enhance.model import AdapterConfig, Enhancer, enhance_by_patches
 from gfix_sdk.enhance.train import TrainConfig, TrainResult, train_enhancer
 
 
@@ -75,8 +76,21 @@ def load_enhancer(payload: bytes, base: str | os.PathLike[str] | None = None,
 
 
 @torch.no_grad()
-def enhance_frame(enhancer: Enhancer, frame: Tensor) -> Tensor:
-    """Enhance one ``(H, W, 3)`` uint8 frame; returns uint8 on the same device."""
+def enhance_frame(run: Callable[[Tensor], Tensor], frame: Tensor, patch: int, *, batch: int = 4) -> Tensor:
+    """Enhance one ``(H, W, 3)`` uint8 frame with ``run`` (a batch-of-patches
+    function: an enhancer backend, or ``enhancer_runner(enhancer)``); returns
+    uint8 on the frame's device. Encoder and decoder both enhance through here."""
     image = frame.to(torch.float32) / 255.0
-    out = enhancer.enhance_image(image)
+    out = enhance_by_patches(run, image, patch, batch=batch)
     return (out * 255.0).round().to(torch.uint8)
+
+
+def enhancer_runner(enhancer: Enhancer) -> Callable[[Tensor], Tensor]:
+    """The batch function of a PyTorch enhancer (inputs moved to its device)."""
+    device = enhancer.t.device
+
+    def run(patches: Tensor) -> Tensor:
+        with torch.no_grad():
+            return enhancer(patches.to(device))
+
+    return run

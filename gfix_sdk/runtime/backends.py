@@ -1,0 +1,171 @@
+"""Enhancer backends behind one interface: ``torch``, ``onnxruntime``, ``tensorrt``.
+
+A backend maps a batch of patches ``(B, 3, P, P)`` float32 in [0, 1] to the
+enhanced batch. ``torch`` runs the adapted PyTorch model itself (exactly what
+the encoder evaluated); ``onnxruntime`` and ``tensorrt`` run the folded
+export of the same model (outputs agree to ~1e-6 in float32, so a decoded
+uint8 pixel can differ by one level where a value sits on a rounding
+boundary). Exports are cached per adapter, keyed by the adapter payload's
+hash, the patch, the batch bound and the opset (``$GFIX_CACHE``, default
+``~/.cache/gfix``): opening the same video again does not re-export.
+
+``auto`` picks the fastest backend present: TensorRT on a CUDA GPU when the
+``tensorrt`` package imports, else ONNX Runtime (CUDA execution provider on a
+GPU, CPU otherwise), else PyTorch.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gfix_sdk.enhance.model import Enhancer
+
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+ONNX_OPSET = 18
+
+
+class EnhancerBackend(Protocol):
+    name: str  #: "torch", "onnxruntime" or "tensorrt"
+    device: torch.device  #: where inputs should live
+
+    def __call__(self, patches: Tensor) -> Tensor: ...
+
+    def close(self) -> None: ...
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("GFIX_CACHE", Path.home() / ".cache" / "gfix"))
+
+
+def available_backends(device: torch.device) -> list[str]:
+    """Backends that can run on ``device`` in this environment, fastest first."""
+    found = []
+    if device.type == "cuda" and importlib.util.find_spec("tensorrt") is not None:
+        found.append("tensorrt")
+    if importlib.util.find_spec("onnxruntime") is not None:
+        found.append("onnxruntime")
+    found.append("torch")
+    return found
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, enhancer: Enhancer, device: torch.device) -> None:
+        self.enhancer = enhancer.to(device).eval()
+        self.device = device
+
+    @torch.no_grad()
+    def __call__(self, patches: Tensor) -> Tensor:
+        return self.enhancer(patches.to(self.device))
+
+    def close(self) -> None:
+        self.enhancer = None
+
+
+def export_for(enhancer: Enhancer, payload: bytes, *, max_batch: int, cache: Path | None = None) -> tuple[Path, object]:
+    """Cached ONNX export of ``enhancer`` (whose adapter is ``payload``).
+    Returns the path and the folded module (None when the file was cached)."""
+    from gfix_sdk.export.folded import FoldedEnhancer
+    from gfix_sdk.export.onnx_export import export_onnx
+
+    key = hashlib.sha256(payload + f"|{enhancer.config.patch}|{max_batch}|{ONNX_OPSET}".encode()).hexdigest()[:24]
+    path = (cache or cache_root()) / "onnx" / key / "enhancer.onnx"
+    if path.exists():
+        return path, None
+    # Export from a copy: folding replaces the adapted layers in place.
+    folded = FoldedEnhancer(copy.deepcopy(enhancer).cpu())
+    # Export into a private folder and rename it into place, so that a crash
+    # or a concurrent decoder never sees a half-written model.
+    tmp_dir = path.parent.with_name(path.parent.name + f".tmp{os.getpid()}")
+    export_onnx(folded, tmp_dir / "enhancer.onnx", max_batch=max_batch, opset=ONNX_OPSET)
+    try:
+        tmp_dir.rename(path.parent)
+    except OSError:  # another process finished the same export first
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return path, folded
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+
+    def __init__(self, onnx_path: Path, device: torch.device, *, max_batch: int) -> None:
+        import onnxruntime as ort
+
+        providers = ["CPUExecutionProvider"]
+        if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = torch.get_num_threads()
+        self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
+        self.providers = self.session.get_providers()
+        self.device = torch.device("cpu")  # inputs go through host memory (numpy)
+        self.max_batch = max_batch
+
+    def __call__(self, patches: Tensor) -> Tensor:
+        outputs = []
+        for start in range(0, patches.shape[0], self.max_batch):
+            chunk = patches[start:start + self.max_batch].detach().cpu().numpy().astype(np.float32)
+            outputs.append(torch.from_numpy(self.session.run(None, {"rendered": chunk})[0]))
+        return torch.cat(outputs)
+
+    def close(self) -> None:
+        self.session = None
+
+
+class TensorRTBackend:
+    name = "tensorrt"
+
+    def __init__(self, enhancer: Enhancer, payload: bytes, base_hash: bytes, *, max_batch: int,
+                 fp16: bool = True) -> None:
+        from gfix_sdk.export.onnx_export import refit_name_map
+        from gfix_sdk.export.tensorrt_engine import TensorRTEngine, cached_engine, engine_key
+
+        key = engine_key(base_hash, enhancer.config.patch, (1, max_batch, max_batch), fp16)
+        onnx_path, folded = export_for(enhancer, payload, max_batch=max_batch)
+        if folded is None:
+            from gfix_sdk.export.folded import FoldedEnhancer
+
+            folded = FoldedEnhancer(copy.deepcopy(enhancer).cpu())
+        engine_path = cached_engine(cache_root() / "tensorrt", onnx_path, key)
+        self.engine = TensorRTEngine(engine_path)
+        names = refit_name_map(folded, onnx_path)
+        weights = folded.folded_weights()
+        self.engine.refit({names[n]: weights[n].numpy() for n in weights})  # this video's weights
+        self.device = torch.device("cuda")
+        self.max_batch = max_batch
+
+    def __call__(self, patches: Tensor) -> Tensor:
+        return torch.cat([self.engine.infer(patches[i:i + self.max_batch])
+                          for i in range(0, patches.shape[0], self.max_batch)])
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def create_backend(kind: str, enhancer: Enhancer, payload: bytes, base_hash: bytes, device: torch.device,
+                   *, max_batch: int = 8) -> EnhancerBackend:
+    """Build the requested backend (``auto``: the fastest available one)."""
+    if kind not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {kind!r}")
+    if kind == "auto":
+        kind = available_backends(device)[0]
+    if kind == "torch":
+        return TorchBackend(enhancer, device)
+    if kind == "onnxruntime":
+        if importlib.util.find_spec("onnxruntime") is None:
+            raise ValueError("backend='onnxruntime' needs the onnxruntime package (pip install onnxruntime)")
+        path, _ = export_for(enhancer, payload, max_batch=max_batch)
+        return OnnxRuntimeBackend(path, device, max_batch=max_batch)
+    return TensorRTBackend(enhancer, payload, base_hash, max_batch=max_batch)
