@@ -292,3 +292,22 @@ def test_cli_enhance_params_and_base(tiny_base_dir, tmp_path, capsys):
     assert "mLoRA" in capsys.readouterr().out
     assert gfix_main(["base", "--tiny", str(tmp_path / "rnd"), "--random"]) == 0
     check_base_dir(tmp_path / "rnd")
+
+
+def test_difix_loss_with_lpips_weights(tmp_path):
+    """L2 + LPIPS + 0.5 Gram when LPIPS-VGG weights are given (random weights here:
+    the test is about the wiring and gradients, not the values)."""
+    from gfix_sdk.enhance.losses import DistortionLoss
+    from gfix_sdk.perceptual import LPIPS
+
+    torch.manual_seed(0)
+    path = tmp_path / "lpips_vgg.pt"
+    torch.save(LPIPS(net="vgg").state_dict(), path)
+    loss_fn = DistortionLoss(path)
+    assert loss_fn.description == "L2 + LPIPS + 0.5 Gram"
+    target = torch.rand(2, 3, 32, 32)
+    output = (target + 0.1 * torch.randn(2, 3, 32, 32)).requires_grad_(True)
+    loss = loss_fn(output, target)
+    loss.backward()
+    assert loss > 0 and output.grad is not None and torch.isfinite(output.grad).all()
+    assert float(loss_fn(target, target)) == pytest.approx(0.0, abs=1e-6)
