@@ -22,6 +22,7 @@ EPILOG = """examples:
   gfix encode clip.mp4 -o clip.gfix --enhance --base tiny-sd --rate-point 3   GFix: train the enhancer too
   gfix decode clip.gfix -o out.mp4 --base tiny-sd                             (or --no-enhance)
   gfix params --table                        adapter sizes on SD-Turbo shapes (the paper's Table I)
+  gfix eval bundled --anchors h264,gs,gfix --frames 16 --out eval   RD curves, BD-rate tables, plots
 """
 
 
@@ -273,7 +274,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--patch", type=int, default=64, help="enhancer patch size (default: 64)")
     _add_codec_options(demo)
     demo.set_defaults(func=_cmd_demo)
+
+    from gfix_sdk.eval.cli import add_eval_parser  # light: heavy imports happen when it runs
+
+    add_eval_parser(sub)
     return parser
+
+
+def run_command(args: argparse.Namespace, prog: str) -> int:
+    """Run ``args.func(args)``; expected errors become one line on stderr and status 1.
+
+    A sub-command may set ``interrupted`` (with ``set_defaults``) to say what
+    Ctrl-C leaves behind; the default is that nothing was written.
+    """
+    try:
+        return args.func(args)
+    except (GFixError, FileNotFoundError, ValueError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted ({getattr(args, 'interrupted', 'no output was written')})", file=sys.stderr)
+        return 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -282,14 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    try:
-        return args.func(args)
-    except (GFixError, FileNotFoundError, ValueError) as exc:
-        print(f"gfix: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("gfix: interrupted (no output was written)", file=sys.stderr)
-        return 130
+    return run_command(args, "gfix")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 """The Gaussian video codec end to end: encode -> .gfix -> Decoder, and the CLI."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -1,6 +1,5 @@
 """GFix enhancer: base loading, mLoRA, adapter coding, training, decoding."""
 
-import hashlib
 import subprocess
 import sys
 

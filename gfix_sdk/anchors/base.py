@@ -99,3 +99,72 @@ class Codec(Protocol):
     def encode_at_bitrate(self, frames: np.ndarray, fps: float, target_kbps: float) -> EncodedClip:
         """Encode ``(T, H, W, 3)`` ``uint8`` RGB frames as close to ``target_kbps`` as it can."""
         ...
+
+
+RateValue = int | float
+"""A value of a codec's rate knob (a CRF, a Gaussian count, ...)."""
+
+
+@runtime_checkable
+class RatePointCodec(Protocol):
+    """A codec the evaluation suite (``gfix eval``) can sweep over rate points.
+
+    Every codec in a report follows it: :class:`~gfix_sdk.anchors.H264Anchor`
+    (knob ``crf``), :class:`~gfix_sdk.anchors.GaussianAnchor` and
+    :class:`~gfix_sdk.anchors.GFixAnchor` (knob ``gaussians``).
+
+    Adding your own codec: write a class with these four members, e.g.::
+
+        class MyCodec:
+            name = "mycodec"          # unique; names the CSV rows and plot lines
+            rate_knob = "qp"
+
+            def rate_points(self, count, width, height):
+                return [40, 34, 28, 22][:count]       # lowest rate first
+
+            def encode_point(self, frames, fps, value):
+                data = my_encode(frames, fps, qp=value)          # your bitstream
+                return EncodedClip(codec=self.name, data=data, num_bytes=len(data),
+                                   decoded=my_decode(data), fps=fps, params={"qp": value})
+
+    and pass an instance to :func:`gfix_sdk.eval.run_eval` (``anchors=["h264",
+    MyCodec()]``) or name it on the command line as ``module:attribute``
+    (``gfix eval clip.mp4 --anchors h264,mypackage.codecs:MyCodec``; a class
+    is instantiated without arguments). ``isinstance(obj, RatePointCodec)``
+    checks the members are there.
+    """
+
+    name: str
+    """Short, unique identifier used in reports (``"h264"``, ``"gs"``, ``"gfix"``)."""
+    rate_knob: str
+    """Name of the rate parameter (``"crf"``, ``"gaussians"``)."""
+
+    def rate_points(self, count: int, width: int, height: int) -> list[RateValue]:
+        """``count`` distinct knob values for ``width x height`` video, lowest rate first."""
+        ...
+
+    def encode_point(self, frames: np.ndarray, fps: float, value: RateValue) -> EncodedClip:
+        """Encode ``(T, H, W, 3)`` ``uint8`` RGB frames at one knob value and decode them back.
+
+        ``decoded`` must have the input's shape; ``num_bytes`` is what the
+        report's rate counts.
+        """
+        ...
+
+
+def check_point_count(count: object) -> int:
+    """``count`` (a number of rate points) as a positive int; ValueError otherwise."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"the number of rate points must be a positive int, got {count!r}")
+    return count
+
+
+def check_frames(frames: object) -> np.ndarray:
+    """``frames`` as a validated non-empty ``(T, H, W, 3)`` ``uint8`` array; ValueError otherwise."""
+    if not isinstance(frames, np.ndarray):
+        raise ValueError(f"frames must be a (T, H, W, 3) uint8 numpy array, got {type(frames).__name__}")
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be a (T, H, W, 3) uint8 array, got {frames.shape} {frames.dtype}")
+    if 0 in frames.shape:
+        raise ValueError(f"frames must not be empty, got shape {frames.shape}")
+    return frames

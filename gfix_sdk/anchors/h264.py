@@ -52,7 +52,7 @@ import av
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
-from gfix_sdk.anchors.base import EncodedClip
+from gfix_sdk.anchors.base import EncodedClip, RateValue, check_point_count
 from gfix_sdk.anchors.ratesearch import closest_setting
 from gfix_sdk.errors import VideoReadError, VideoWriteError
 from gfix_sdk.io._av import frame_planes, yuv420_frame
@@ -66,6 +66,10 @@ PIX_FMT = "yuv420p"
 MIN_RATE_PARAM = 1
 MAX_RATE_PARAM = 51
 DEFAULT_CRF = 23  # x264's (and ffmpeg's) default
+# Default evaluation sweep: from x264's low-quality end (about 24 dB RGB PSNR
+# on the bundled clip) to a high-quality point (about 33 dB), which brackets
+# the Gaussian codec's range on the same clip so that BD-rate curves overlap.
+EVAL_CRF_RANGE = (42, 22)
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,7 @@ class H264Anchor:
     """
 
     name = "h264"
+    rate_knob = "crf"
 
     def __init__(self, *, threads: int = 0) -> None:
         if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 0:
@@ -171,6 +176,29 @@ class H264Anchor:
 
         crf, _ = closest_setting(kbps, float(target_kbps), MIN_RATE_PARAM, MAX_RATE_PARAM)
         return self._finish(prepared, streams[crf], {"crf": crf})
+
+    def rate_points(self, count: int, width: int = 0, height: int = 0) -> list[RateValue]:
+        """``count`` CRFs for an evaluation sweep, lowest rate (highest CRF) first.
+
+        Evenly spaced over CRF 42..22 (rounded; the size does not matter),
+        or over the whole 51..1 range when more than 21 points are asked for.
+        Part of :class:`~gfix_sdk.anchors.RatePointCodec`.
+
+        Raises:
+            ValueError: ``count`` not a positive int, or above 51.
+        """
+        count = check_point_count(count)
+        if count > MAX_RATE_PARAM:
+            raise ValueError(f"x264 has only {MAX_RATE_PARAM} CRF values, {count} points were asked for")
+        high, low = EVAL_CRF_RANGE if count <= EVAL_CRF_RANGE[0] - EVAL_CRF_RANGE[1] + 1 else (
+            MAX_RATE_PARAM, MIN_RATE_PARAM)
+        if count == 1:
+            return [round((high + low) / 2)]
+        return [round(high - i * (high - low) / (count - 1)) for i in range(count)]
+
+    def encode_point(self, frames: np.ndarray, fps: float, value: RateValue) -> EncodedClip:
+        """:meth:`encode` at ``crf=value`` (the :class:`~gfix_sdk.anchors.RatePointCodec` entry)."""
+        return self.encode(frames, fps, crf=value)  # type: ignore[arg-type]
 
     def _encode_packets(self, prepared: _Prepared, rate_params: dict[str, int]) -> list[av.Packet]:
         """Run x264 over the prepared frames; return its packets in output order."""

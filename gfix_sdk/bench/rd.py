@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"({time.perf_counter() - start:.0f} s)")
     print(format_table(["codec", "point", "kbps", "bpp", "PSNR dB", "MS-SSIM"], rows))
     fmt = lambda v: f"{v:+.1f} %" if isinstance(v, float) else v  # noqa: E731
-    print(f"\nBD-rate of the Gaussian codec vs x264 (pchip; positive = more bits than x264):")
+    print("\nBD-rate of the Gaussian codec vs x264 (pchip; positive = more bits than x264):")
     print(f"  PSNR    {fmt(bd_psnr)}")
     print(f"  MS-SSIM {fmt(bd_ssim)}")
     emit_json({"bench": "rd", "machine": machine_info(), "args": vars(args), "ours": ours,

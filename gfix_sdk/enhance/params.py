@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from gfix_sdk.enhance.mlora import find_targets, layer_rank_cap
-from gfix_sdk.enhance.model import UNET_TARGETS, VAE_DECODER_TARGETS, AdapterConfig
+from gfix_sdk.enhance.model import AdapterConfig
 
 SD_TURBO_UNET = dict(
     sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,

@@ -14,7 +14,6 @@ small grid search on a fixed validation batch (C3's practice).
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 
 import numpy as np

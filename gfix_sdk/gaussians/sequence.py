@@ -205,13 +205,15 @@ class SequenceEncoder:
             k, ref = anchor
             ref_chol = canonical_chol(ref.chol)
 
-            def penalty(means: Tensor, chol: Tensor, colors: Tensor) -> Tensor:
+            def moved_penalty(means: Tensor, chol: Tensor, colors: Tensor) -> Tensor:
                 moved = (
                     (means[:k] - ref.means).abs().sum() / cfg.quant.pos_step
                     + (canonical_chol(chol[:k]) - ref_chol).abs().sum() / cfg.quant.chol_step
                     + (colors[:k] - ref.colors).abs().sum() / cfg.quant.luma_step
                 )
                 return cfg.residual_weight * moved / cfg.gaussians
+
+            penalty = moved_penalty
 
         transform = (lambda m, c, col: fake_quantize(m, c, col, cfg.quant)) if on_grid else None
         return fit_frame(target, start, self._fit_config(iterations, scale), progress=False,
