@@ -97,6 +97,21 @@ def test_lpips_rejects_bad_input(clip: np.ndarray, lpips_file: Path) -> None:
         SequenceLPIPS.load(lpips_file, net="vgg")
 
 
+def test_sequence_metrics_take_torch_frames_rounded_to_8_bits(clip: np.ndarray, lpips_file: Path) -> None:
+    # A renderer's float output in [0, 1] scores exactly like the 8-bit frames it rounds to.
+    scorer = SequenceLPIPS.load(lpips_file)
+    darker = (clip * 0.9).round().astype(np.uint8)
+    as_float = torch.from_numpy(clip).float() / 255
+    darker_float = torch.from_numpy(darker).float() / 255
+    expected = scorer(clip, darker).value
+    assert scorer(as_float, darker_float).value == expected
+    assert scorer(list(as_float), torch.from_numpy(darker)).value == expected  # iterable of tensors, uint8 tensor
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        scorer(as_float, as_float * 2)
+    with pytest.raises(ValueError, match="int16"):
+        scorer(torch.from_numpy(clip).to(torch.int16), darker)
+
+
 def test_metric_result_has_value_or_reason() -> None:
     with pytest.raises(ValueError):
         MetricResult(name="x", value=None)

@@ -1,9 +1,12 @@
 """Validation of the frame sequences the optional metrics take.
 
-The sequence metrics (LPIPS, FID, VMAF) take ``uint8`` RGB frames only,
-either as one ``(T, H, W, 3)`` array or as an iterable of ``(H, W, 3)``
-arrays, and the two sequences of a comparison must have one length and one
-frame size.
+The sequence metrics (LPIPS, FID, VMAF) score 8-bit RGB frames, as a viewer
+sees them: one ``(T, H, W, 3)`` array or tensor, or an iterable of
+``(H, W, 3)`` frames, each a ``uint8`` numpy array or torch tensor, or a
+floating torch tensor in ``[0, 1]`` (a renderer's output), which is rounded
+to 8 bits (VMAF can only read 8-bit frames, and rounding every metric's input
+the same way keeps them comparable). The two sequences of a comparison must
+have one length and one frame size.
 """
 
 from __future__ import annotations
@@ -12,28 +15,47 @@ import itertools
 from collections.abc import Iterable, Iterator
 
 import numpy as np
+import torch
 
-Frames = np.ndarray | Iterable[np.ndarray]
-"""A ``(T, H, W, 3)`` ``uint8`` array, or an iterable of ``(H, W, 3)`` ``uint8`` arrays."""
+from gfix_sdk.metrics._frames import _check_unit_range
+
+Frames = np.ndarray | torch.Tensor | Iterable[np.ndarray | torch.Tensor]
+"""``(T, H, W, 3)`` frames, or an iterable of ``(H, W, 3)`` frames: ``uint8`` arrays or tensors, or float tensors in [0, 1]."""
 
 _MISSING = object()
 
 
 def check_frame(frame: object, what: str, index: int) -> np.ndarray:
-    """``frame`` as a validated ``(H, W, 3)`` ``uint8`` array; ValueError otherwise."""
+    """``frame`` as a validated ``(H, W, 3)`` ``uint8`` array; ValueError otherwise.
+
+    Torch tensors come to the CPU; floating ones must lie in ``[0, 1]`` and are
+    rounded to 8 bits.
+    """
+    if isinstance(frame, torch.Tensor):
+        frame = _tensor_to_uint8(frame, f"{what} frame {index}")
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
         kind = getattr(frame, "dtype", type(frame).__name__)
         raise ValueError(
-            f"{what} frame {index} must be a uint8 numpy array (8-bit RGB), got {kind}"
+            f"{what} frame {index} must be uint8 RGB (numpy or torch) or a float torch tensor in [0, 1], got {kind}"
         )
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] == 0 or frame.shape[1] == 0:
         raise ValueError(f"{what} frame {index} must be one (H, W, 3) RGB frame, got shape {frame.shape}")
     return frame
 
 
+def _tensor_to_uint8(frame: torch.Tensor, name: str) -> np.ndarray:
+    frame = frame.detach()
+    if frame.is_floating_point():
+        _check_unit_range(frame, name)
+        frame = (frame.float() * 255.0).round().to(torch.uint8)
+    elif frame.dtype != torch.uint8:
+        raise ValueError(f"{name} must be uint8 or floating point in [0, 1], got torch {frame.dtype}")
+    return frame.cpu().numpy()
+
+
 def iter_frames(frames: Frames, what: str) -> Iterator[np.ndarray]:
     """Validated frames of one sequence, all of the first frame's size."""
-    if isinstance(frames, np.ndarray) and frames.ndim != 4:
+    if isinstance(frames, (np.ndarray, torch.Tensor)) and frames.ndim != 4:
         raise ValueError(f"{what} must be a (T, H, W, 3) array or an iterable of frames, got shape {frames.shape}")
     shape: tuple[int, ...] | None = None
     for index, item in enumerate(frames):
