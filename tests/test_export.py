@@ -10,7 +10,15 @@ import torch
 from gfix_sdk.enhance.base import base_hash, load_base
 from gfix_sdk.enhance.model import AdapterConfig, Enhancer
 from gfix_sdk.enhance.tiny import install_tiny_base
-from gfix_sdk.export import FoldedEnhancer, export_onnx, initializer_names, load_recipe, refit_name_map
+from gfix_sdk.export import (
+    FoldedEnhancer,
+    export_onnx,
+    initializer_names,
+    load_recipe,
+    refit_name_map,
+    refit_onnx,
+    weights_layout,
+)
 from gfix_sdk.runtime.backends import OnnxRuntimeBackend, TorchBackend, available_backends, create_backend
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -109,6 +117,57 @@ def test_backends_agree(base_dir):
         create_backend("tvm", enhancer, b"x", digest, torch.device("cpu"))
 
 
+def test_onnx_refit_gives_another_videos_model(exported, base_dir, tmp_path):
+    import onnxruntime as ort
+
+    folded_a, result, x, _ = exported
+    other = adapted_enhancer(base_dir, seed=5)
+    with torch.no_grad():
+        expected = other(x).clamp(0, 1)
+    folded_b = FoldedEnhancer(other, inplace=True)
+    weights = folded_b.folded_weights()
+    assert weights_layout(weights) == weights_layout(folded_a.folded_weights())
+    path = refit_onnx(result.path, weights, tmp_path / "b" / "enhancer.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    out = session.run(None, {"rendered": x.numpy()})[0]
+    assert np.abs(out - expected.numpy()).max() <= 1e-4
+    assert np.abs(out - folded_a(x).numpy()).max() > 1e-2  # really another video's model
+    dims = {i.name: list(i.dims) for i in onnx.load(str(path), load_external_data=False).graph.initializer}
+    assert dims["t"] == [] and dims["abar"] == []  # scalars stay scalars
+    with pytest.raises(ValueError, match="not initializers"):
+        refit_onnx(result.path, {"no.such.weight": np.zeros(3, np.float32)}, tmp_path / "c" / "e.onnx")
+    with pytest.raises(ValueError, match="has shape"):
+        refit_onnx(result.path, {"prompt": np.zeros((2, 2), np.float32)}, tmp_path / "d" / "e.onnx")
+
+
+def test_weights_layout_sees_names_and_shapes_not_values():
+    a = {"w": torch.zeros(2, 3), "t": torch.tensor(1.0)}
+    assert weights_layout(a) == weights_layout({"t": torch.tensor(5.0), "w": torch.ones(2, 3)})
+    assert weights_layout(a) != weights_layout({"w": torch.zeros(3, 2), "t": torch.tensor(1.0)})
+    assert weights_layout(a) != weights_layout({"w": torch.zeros(2, 3)})
+
+
+def test_a_second_video_reuses_the_exported_graph(base_dir, tmp_path, monkeypatch):
+    import gfix_sdk.export.onnx_export as onnx_export
+    from gfix_sdk.runtime.backends import export_for
+
+    digest = base_hash(load_base(base_dir))
+    first, second = adapted_enhancer(base_dir, seed=6), adapted_enhancer(base_dir, seed=7)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        expected = second(x).clamp(0, 1)
+    export_for(first, b"video-1", digest, max_batch=2, cache=tmp_path)
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("the second video must not be exported again")
+
+    monkeypatch.setattr(onnx_export, "export_onnx", no_export)
+    path, _ = export_for(second, b"video-2", digest, max_batch=2, cache=tmp_path)
+    backend = OnnxRuntimeBackend(path, torch.device("cpu"), max_batch=2)
+    torch.testing.assert_close(backend(x), expected, atol=1e-4, rtol=0)
+    assert export_for(second, b"video-2", digest, max_batch=2, cache=tmp_path) == (path, None)  # cached
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error path")
 def test_tensorrt_without_gpu_says_what_is_missing(base_dir):
     from gfix_sdk.export.tensorrt_engine import TensorRTUnavailableError
@@ -176,3 +235,17 @@ def test_prefetch_propagates_errors_and_stops_early():
     stream = _prefetched(lambda i: i, range(10**6), 2)
     assert next(stream) == 0
     stream.close()  # must not hang on the worker blocked on a full queue
+
+
+def test_folding_copies_unless_inplace(base_dir):
+    enhancer = adapted_enhancer(base_dir)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        before = enhancer(x)
+        folded = FoldedEnhancer(enhancer)
+        torch.testing.assert_close(enhancer(x), before, atol=0, rtol=0)  # the caller's enhancer is untouched
+        assert enhancer.unet_layers and enhancer.vae_layers
+        in_place = FoldedEnhancer(enhancer, inplace=True)
+    assert not enhancer.unet_layers and not enhancer.vae_layers  # consumed: its adapters are folded away
+    with torch.no_grad():
+        torch.testing.assert_close(in_place(x), folded(x), atol=0, rtol=0)

@@ -108,6 +108,19 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join([line, sep, *body])
 
 
+def package_versions(packages: Sequence[str] = ("torch", "onnxruntime", "onnx", "tensorrt", "diffusers")) -> dict[str, str]:
+    """Installed versions of ``packages`` (those not installed are left out)."""
+    import importlib.metadata as md
+
+    out = {}
+    for package in packages:
+        try:
+            out[package] = md.version(package)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
 def emit_json(record: dict[str, Any], path: str | None) -> None:
     """Print ``record`` as one JSON line and optionally write it to ``path``."""
     text = json.dumps(record, sort_keys=True)

@@ -11,7 +11,8 @@ only base this CPU can run). Each frame is then decoded stage by stage:
 and as a stream through ``Decoder.frames()`` (with prefetching), whose wall
 time per frame is the "pipelined" column. Medians over frames; the first
 frame of each backend is a warm-up and not counted. ``export`` reports the
-one-off cost of folding and exporting the ONNX graph.
+one-off cost of folding and exporting the ONNX graph (stage by stage:
+``python -m gfix_sdk.bench export``).
 
 Reference points for GPUs (not measured here): SD-Turbo at 512x512, one
 step, on an A100 runs at about 36 ms end to end with ONNX Runtime +
@@ -31,19 +32,7 @@ from typing import Any
 
 import torch
 
-from gfix_sdk.bench._common import emit_json, format_table, machine_info
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for package in ("torch", "onnxruntime", "onnx", "tensorrt", "diffusers"):
-        try:
-            out[package] = md.version(package)
-        except md.PackageNotFoundError:
-            pass
-    return out
+from gfix_sdk.bench._common import emit_json, format_table, machine_info, package_versions
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -122,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with GFixReader(path) as reader:
             payload = reader.enhancer()
         start = time.perf_counter()
-        folded = FoldedEnhancer(load_enhancer(payload, base, "cpu")[0])
+        folded = FoldedEnhancer(load_enhancer(payload, base, "cpu")[0], inplace=True)
         exported = export_onnx(folded, Path(tmp) / "x" / "enhancer.onnx", max_batch=16)
         results["export"] = {"seconds": time.perf_counter() - start, "onnx_bytes": exported.num_bytes}
 
@@ -140,6 +129,6 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{'PASS' if ratio >= 1.5 else 'FAIL'}")
     print(f"export: fold + ONNX export + checks {results['export']['seconds']:.1f} s, "
           f"{results['export']['onnx_bytes'] / 1e6:.1f} MB")
-    emit_json({"bench": "decode", "machine": machine_info(), "versions": _versions(), "args": vars(args),
+    emit_json({"bench": "decode", "machine": machine_info(), "versions": package_versions(), "args": vars(args),
                **results}, args.json)
     return 0

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> dict:
         raise GFixError(f"{args.video} has no enhancer adapter (encode it with `gfix encode --enhance`)")
     enhancer, coded = load_enhancer(payload, args.base, "cpu")
     enhancer.config = dataclasses.replace(enhancer.config, patch=patch)  # the graph is fully convolutional
-    folded = FoldedEnhancer(enhancer)
+    folded = FoldedEnhancer(enhancer, inplace=True)  # the enhancer is not needed afterwards
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = export_onnx(folded, out / "enhancer.onnx", max_batch=batch[2], opset=opset)
@@ -87,10 +87,11 @@ def run(args: argparse.Namespace) -> dict:
     if args.format in ("trt", "both"):
         import shutil
 
+        from gfix_sdk.export.onnx_refit import weights_layout
         from gfix_sdk.export.tensorrt_engine import TensorRTEngine, cached_engine, engine_key
         from gfix_sdk.runtime.backends import cache_root
 
-        key = engine_key(coded.base_hash, patch, batch, fp16)
+        key = engine_key(coded.base_hash, patch, batch, fp16, weights_layout(folded.folded_weights()))
         engine_path = cached_engine(cache_root() / "tensorrt", result.path, key)
         with TensorRTEngine(engine_path) as engine:
             weights = folded.folded_weights()

@@ -9,6 +9,8 @@ clamped to [0, 1] (the exported model is an inference model).
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor, nn
 
@@ -17,10 +19,18 @@ from gfix_sdk.enhance.model import Enhancer, interpolate_alpha_bar, single_step
 
 
 class FoldedEnhancer(nn.Module):
-    """``forward(x)``: ``(B, 3, P, P)`` float32 in [0, 1] -> enhanced, clamped."""
+    """``forward(x)``: ``(B, 3, P, P)`` float32 in [0, 1] -> enhanced, clamped.
 
-    def __init__(self, enhancer: Enhancer) -> None:
+    Folding works on a deep copy of ``enhancer`` by default, which is left
+    usable; ``inplace=True`` folds the enhancer's own modules instead (no
+    second copy of the base weights in memory) and leaves it consumed: its
+    adapters are gone, so it must not be used afterwards.
+    """
+
+    def __init__(self, enhancer: Enhancer, *, inplace: bool = False) -> None:
         super().__init__()
+        if not inplace:
+            enhancer = copy.deepcopy(enhancer)
         # Names (in this module's state dict) of the weights the adapter changed.
         self._adapted_names = [f"unet.{n}.weight" for n in enhancer.unet_layers] + [
             f"vae.decoder.{n}.weight" for n in enhancer.vae_layers]

@@ -60,6 +60,7 @@ class EngineKey:
     opt_batch: int
     max_batch: int
     fp16: bool
+    weights_layout: str  #: names, shapes and dtypes of the refittable weights (onnx_refit.weights_layout)
     gpu: str  #: torch.cuda.get_device_name()
     tensorrt: str  #: tensorrt.__version__
 
@@ -67,10 +68,13 @@ class EngineKey:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:24]
 
 
-def engine_key(base_hash: bytes, patch: int, batch: tuple[int, int, int], fp16: bool) -> EngineKey:
+def engine_key(base_hash: bytes, patch: int, batch: tuple[int, int, int], fp16: bool, layout: str) -> EngineKey:
+    """The cache key of an engine. ``layout`` keeps an engine from being refitted
+    with a video whose adapter touches other weights (those would keep the
+    previous video's values)."""
     trt = require_tensorrt()
     return EngineKey(base_hash=base_hash.hex(), patch=patch, min_batch=batch[0], opt_batch=batch[1],
-                     max_batch=batch[2], fp16=fp16, gpu=torch.cuda.get_device_name(), tensorrt=trt.__version__)
+                     max_batch=batch[2], fp16=fp16, weights_layout=layout, gpu=torch.cuda.get_device_name(), tensorrt=trt.__version__)
 
 
 def build_engine(onnx_path: str | os.PathLike[str], key: EngineKey, *, workspace_gb: float = 4.0) -> bytes:

@@ -7,7 +7,9 @@ export of the same model (outputs agree to ~1e-6 in float32, so a decoded
 uint8 pixel can differ by one level where a value sits on a rounding
 boundary). Exports are cached per adapter, keyed by the adapter payload's
 hash, the patch, the batch bound and the opset (``$GFIX_CACHE``, default
-``~/.cache/gfix``): opening the same video again does not re-export.
+``~/.cache/gfix``): opening the same video again does not re-export, and a
+new video on a base already exported gets that graph with its own weights
+written in (:mod:`gfix_sdk.export.onnx_refit`) instead of a new export.
 
 ``auto`` picks the fastest backend present: TensorRT on a CUDA GPU when the
 ``tensorrt`` package imports, else ONNX Runtime (CUDA execution provider on a
@@ -73,27 +75,55 @@ class TorchBackend:
         self.enhancer = None
 
 
-def export_for(enhancer: Enhancer, payload: bytes, *, max_batch: int, cache: Path | None = None) -> tuple[Path, object]:
+def export_for(enhancer: Enhancer, payload: bytes, base_hash: bytes, *, max_batch: int,
+               cache: Path | None = None) -> tuple[Path, object]:
     """Cached ONNX export of ``enhancer`` (whose adapter is ``payload``).
-    Returns the path and the folded module (None when the file was cached)."""
+
+    Returns the path and the folded module (None when the file was cached).
+    The first video on a base (per patch, batch bound, opset and weights
+    layout) is exported with ``torch.onnx`` and its graph serves as the
+    template: later videos get it with their folded weights written in
+    (:func:`~gfix_sdk.export.refit_onnx`), which skips the export."""
     from gfix_sdk.export.folded import FoldedEnhancer
     from gfix_sdk.export.onnx_export import export_onnx
+    from gfix_sdk.export.onnx_refit import refit_onnx, weights_layout
 
-    key = hashlib.sha256(payload + f"|{enhancer.config.patch}|{max_batch}|{ONNX_OPSET}".encode()).hexdigest()[:24]
-    path = (cache or cache_root()) / "onnx" / key / "enhancer.onnx"
+    shape = f"|{enhancer.config.patch}|{max_batch}|{ONNX_OPSET}"
+    root = (cache or cache_root()) / "onnx"
+    path = root / hashlib.sha256(payload + shape.encode()).hexdigest()[:24] / "enhancer.onnx"
     if path.exists():
         return path, None
-    # Export from a copy: folding replaces the adapted layers in place.
-    folded = FoldedEnhancer(copy.deepcopy(enhancer).cpu())
-    # Export into a private folder and rename it into place, so that a crash
+    # Export from a CPU copy: the decoder keeps using `enhancer`.
+    folded = FoldedEnhancer(copy.deepcopy(enhancer).cpu(), inplace=True)
+    weights = folded.folded_weights()
+    template_key = hashlib.sha256((base_hash.hex() + shape + weights_layout(weights)).encode()).hexdigest()[:24]
+    # The template is the first such video's export, named by a small pointer
+    # file (onnx refuses hard-linked external data, and a copy of SD-Turbo's
+    # graph would cost gigabytes).
+    pointer = root / "templates" / f"{template_key}.txt"
+    template = root / pointer.read_text().strip() / "enhancer.onnx" if pointer.exists() else None
+    # Write into a private folder and rename it into place, so that a crash
     # or a concurrent decoder never sees a half-written model.
     tmp_dir = path.parent.with_name(path.parent.name + f".tmp{os.getpid()}")
-    export_onnx(folded, tmp_dir / "enhancer.onnx", max_batch=max_batch, opset=ONNX_OPSET)
+    refit = template is not None and template.exists()
+    if refit:
+        refit_onnx(template, weights, tmp_dir / "enhancer.onnx")
+    else:
+        export_onnx(folded, tmp_dir / "enhancer.onnx", max_batch=max_batch, opset=ONNX_OPSET)
+    _publish(tmp_dir, path.parent)
+    if not refit:
+        pointer.parent.mkdir(parents=True, exist_ok=True)
+        pointer_tmp = pointer.with_suffix(f".tmp{os.getpid()}")
+        pointer_tmp.write_text(path.parent.name)
+        os.replace(pointer_tmp, pointer)
+    return path, folded
+
+
+def _publish(tmp_dir: Path, final: Path) -> None:
     try:
-        tmp_dir.rename(path.parent)
+        tmp_dir.rename(final)
     except OSError:  # another process finished the same export first
         shutil.rmtree(tmp_dir, ignore_errors=True)
-    return path, folded
 
 
 class OnnxRuntimeBackend:
@@ -130,14 +160,16 @@ class TensorRTBackend:
     def __init__(self, enhancer: Enhancer, payload: bytes, base_hash: bytes, *, max_batch: int,
                  fp16: bool = True) -> None:
         from gfix_sdk.export.onnx_export import refit_name_map
+        from gfix_sdk.export.onnx_refit import weights_layout
         from gfix_sdk.export.tensorrt_engine import TensorRTEngine, cached_engine, engine_key
 
-        key = engine_key(base_hash, enhancer.config.patch, (1, max_batch, max_batch), fp16)
-        onnx_path, folded = export_for(enhancer, payload, max_batch=max_batch)
+        onnx_path, folded = export_for(enhancer, payload, base_hash, max_batch=max_batch)
         if folded is None:
             from gfix_sdk.export.folded import FoldedEnhancer
 
-            folded = FoldedEnhancer(copy.deepcopy(enhancer).cpu())
+            folded = FoldedEnhancer(copy.deepcopy(enhancer).cpu(), inplace=True)
+        key = engine_key(base_hash, enhancer.config.patch, (1, max_batch, max_batch), fp16,
+                         weights_layout(folded.folded_weights()))
         engine_path = cached_engine(cache_root() / "tensorrt", onnx_path, key)
         self.engine = TensorRTEngine(engine_path)
         names = refit_name_map(folded, onnx_path)
@@ -166,6 +198,6 @@ def create_backend(kind: str, enhancer: Enhancer, payload: bytes, base_hash: byt
     if kind == "onnxruntime":
         if importlib.util.find_spec("onnxruntime") is None:
             raise ValueError("backend='onnxruntime' needs the onnxruntime package (pip install onnxruntime)")
-        path, _ = export_for(enhancer, payload, max_batch=max_batch)
+        path, _ = export_for(enhancer, payload, base_hash, max_batch=max_batch)
         return OnnxRuntimeBackend(path, device, max_batch=max_batch)
     return TensorRTBackend(enhancer, payload, base_hash, max_batch=max_batch)
