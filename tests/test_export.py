@@ -249,3 +249,18 @@ def test_folding_copies_unless_inplace(base_dir):
     assert not enhancer.unet_layers and not enhancer.vae_layers  # consumed: its adapters are folded away
     with torch.no_grad():
         torch.testing.assert_close(in_place(x), folded(x), atol=0, rtol=0)
+
+
+def test_a_failed_export_leaves_nothing_in_the_cache(base_dir, tmp_path, monkeypatch):
+    import gfix_sdk.export.onnx_export as onnx_export
+    from gfix_sdk.runtime.backends import export_for
+
+    def broken(model, path, **kwargs):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"half a graph")
+        raise RuntimeError("exporter crashed")
+
+    monkeypatch.setattr(onnx_export, "export_onnx", broken)
+    with pytest.raises(RuntimeError, match="exporter crashed"):
+        export_for(adapted_enhancer(base_dir), b"video", b"\0" * 32, max_batch=2, cache=tmp_path)
+    assert list((tmp_path / "onnx").iterdir()) == []

@@ -106,10 +106,14 @@ def export_for(enhancer: Enhancer, payload: bytes, base_hash: bytes, *, max_batc
     # or a concurrent decoder never sees a half-written model.
     tmp_dir = path.parent.with_name(path.parent.name + f".tmp{os.getpid()}")
     refit = template is not None and template.exists()
-    if refit:
-        refit_onnx(template, weights, tmp_dir / "enhancer.onnx")
-    else:
-        export_onnx(folded, tmp_dir / "enhancer.onnx", max_batch=max_batch, opset=ONNX_OPSET)
+    try:
+        if refit:
+            refit_onnx(template, weights, tmp_dir / "enhancer.onnx")
+        else:
+            export_onnx(folded, tmp_dir / "enhancer.onnx", max_batch=max_batch, opset=ONNX_OPSET)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)  # a failed or interrupted export leaves nothing behind
+        raise
     _publish(tmp_dir, path.parent)
     if not refit:
         pointer.parent.mkdir(parents=True, exist_ok=True)
