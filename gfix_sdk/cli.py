@@ -26,7 +26,8 @@ EPILOG = """examples:
 """
 
 
-def _parse_size(text: str) -> tuple[int, int]:
+def parse_size(text: str) -> tuple[int, int]:
+    """argparse type for ``WxH`` (e.g. ``1920x1080``); shared by every ``gfix`` sub-command."""
     try:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
@@ -34,8 +35,12 @@ def _parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
+def positive_int(text: str) -> int:
+    """argparse type for an integer >= 1; shared by every ``gfix`` sub-command."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
@@ -208,8 +213,8 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
 def _add_codec_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=["fast", "medium", "slow"], default="medium",
                         help="fitting effort (default: medium)")
-    parser.add_argument("--gaussians", type=_positive_int, help="Gaussians per frame (preset default: 3000)")
-    parser.add_argument("--gop", type=_positive_int, help="maximum frames between key frames (default: 16)")
+    parser.add_argument("--gaussians", type=positive_int, help="Gaussians per frame (preset default: 3000)")
+    parser.add_argument("--gop", type=positive_int, help="maximum frames between key frames (default: 16)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -227,8 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "into a .gfix file of 2D Gaussians per frame.")
     enc.add_argument("input", help="input video, raw .yuv (needs --size/--fps) or PNG folder/glob")
     enc.add_argument("-o", "--output", required=True, help="output .gfix file")
-    enc.add_argument("--frames", type=_positive_int, help="encode only the first N frames")
-    enc.add_argument("--size", type=_parse_size, help="WxH of a raw .yuv input")
+    enc.add_argument("--frames", type=positive_int, help="encode only the first N frames")
+    enc.add_argument("--size", type=parse_size, help="WxH of a raw .yuv input")
     enc.add_argument("--fps", type=float, help="frame rate of a raw .yuv or PNG input (default 25)")
     enc.add_argument("--bit-depth", type=int, choices=[8, 10], default=8, help="raw .yuv bit depth")
     _add_codec_options(enc)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from gfix_sdk.cli import parse_size, positive_int, run_command
+
 
 DESCRIPTION = """\
 Evaluate codecs on videos: every codec at every rate point, decoded and scored
@@ -34,16 +36,6 @@ examples:
 """
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
 def _int_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -54,14 +46,6 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 1920x1080, got {text!r}") from None
-    return width, height
-
-
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``gfix eval`` arguments to ``parser``."""
     parser.add_argument("videos", nargs="*", metavar="VIDEO",
@@ -69,15 +53,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("--uvg", metavar="DIR", help="also evaluate the seven UVG 1080p sequences found in DIR")
     parser.add_argument("--anchors", default="h264,gs,gfix",
                         help="comma-separated codecs (default: h264,gs,gfix)")
-    parser.add_argument("--frames", type=_positive_int, default=96,
+    parser.add_argument("--frames", type=positive_int, default=96,
                         help="first N frames of each video (default: 96, the paper's)")
-    parser.add_argument("--points", type=_positive_int, default=4, help="rate points per codec (default: 4)")
+    parser.add_argument("--points", type=positive_int, default=4, help="rate points per codec (default: 4)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--lpips", metavar="PATH", help="LPIPS weights file (default: $GFIX_LPIPS)")
     parser.add_argument("--fid-weights", metavar="PATH",
                         help="pytorch-fid Inception weights (default: $GFIX_FID_WEIGHTS)")
     parser.add_argument("--no-vmaf", action="store_true", help="leave VMAF out")
-    parser.add_argument("--size", type=_size, help="WxH of raw .yuv inputs whose names do not carry it")
+    parser.add_argument("--size", type=parse_size, help="WxH of raw .yuv inputs whose names do not carry it")
     parser.add_argument("--fps", type=float, help="frame rate of raw .yuv / PNG inputs (default: from the "
                                                   "name, else 25)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -90,15 +74,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     codec = parser.add_argument_group("Gaussian codec and GFix")
     codec.add_argument("--preset", choices=["fast", "medium", "slow"], default="medium",
                        help="Gaussian codec preset (default: medium)")
-    codec.add_argument("--gop", type=_positive_int, help="maximum frames between key frames (default: 16)")
+    codec.add_argument("--gop", type=positive_int, help="maximum frames between key frames (default: 16)")
     codec.add_argument("--base", metavar="PATH", help="SD-Turbo directory for gfix (default: $GFIX_BASE, else "
                                                       "the tiny stand-in, installed into --out)")
-    codec.add_argument("--gfix-steps", type=_positive_int,
+    codec.add_argument("--gfix-steps", type=positive_int,
                        help="enhancer training steps (default: 2000; 300 on the tiny stand-in)")
     codec.add_argument("--gfix-rate-point", type=int, choices=[1, 2, 3, 4, 5],
                        help="lambda preset (default: 3; 2 on the tiny stand-in)")
     codec.add_argument("--gfix-lr", type=float, help="adapter learning rate (default: 0.05; 0.005 on the tiny stand-in)")
-    codec.add_argument("--gfix-patch", type=_positive_int,
+    codec.add_argument("--gfix-patch", type=positive_int,
                        help="training patch size, multiple of 8 (default: 512; 64 on the tiny stand-in)")
     codec.add_argument("--gfix-lpips", metavar="PATH", help="LPIPS-VGG weights for the enhancer's training loss")
     codec.add_argument("--device", help="cpu or cuda for the enhancer, decoders and LPIPS/FID "
@@ -158,8 +142,6 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m gfix_sdk.eval`` (the same arguments as ``gfix eval``)."""
-    from gfix_sdk.cli import run_command
-
     parser = argparse.ArgumentParser(prog="gfix eval", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     configure_parser(parser)
