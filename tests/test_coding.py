@@ -96,3 +96,17 @@ def test_rejects_bad_input():
         encode_symbols(np.zeros((2, 2), dtype=np.int64))
     with pytest.raises(ValueError):
         encode_symbols(np.array([0.5, 1.0]))
+
+
+def test_an_all_zero_histogram_is_a_format_error_not_a_bare_value_error():
+    """A crafted EMPIRICAL channel whose counts are all zero (count 0) must not
+    reach constriction as a non-normalisable distribution."""
+    w = ByteWriter()
+    w.u8(int(Model.EMPIRICAL))
+    w.svarint(0)
+    w.varint(3)
+    for _ in range(3):
+        w.varint(0)
+    w.u32_array(np.array([1], dtype=np.uint32))
+    with pytest.raises(GFixFormatError, match="invalid|corrupted"):
+        decode_symbols(ByteReader(w.getvalue()), 0)

@@ -91,8 +91,9 @@ def _ans_encode(symbols: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def _ans_decode(words: np.ndarray, weights: np.ndarray, count: int, reader: ByteReader) -> np.ndarray:
-    model = constriction.stream.model.Categorical(weights.astype(np.float64), perfect=False)
     try:
+        # Inside the try: a table read from a damaged file may not be a distribution.
+        model = constriction.stream.model.Categorical(weights.astype(np.float64), perfect=False)
         coder = constriction.stream.stack.AnsCoder(words)
         symbols = coder.decode(model, count)
     except (ValueError, RuntimeError) as exc:
