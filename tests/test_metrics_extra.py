@@ -53,6 +53,7 @@ def _no_weight_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # A developer's own $GFIX_LPIPS / $GFIX_FID_WEIGHTS must not change what these tests see.
     monkeypatch.delenv("GFIX_LPIPS", raising=False)
     monkeypatch.delenv("GFIX_FID_WEIGHTS", raising=False)
+    monkeypatch.setenv("GFIX_LPIPS_ALEX", "/nonexistent/lpips_alex.pt")  # nor the installed weights
 
 
 # --------------------------------------------------------------------------- LPIPS

