@@ -5,6 +5,7 @@ specification in ``gfix_sdk/bitstream/format.py``, independently of the
 package's own coding, so that the spec and the code cannot drift apart.
 """
 
+import json
 import struct
 import time
 import tracemalloc
@@ -126,7 +127,7 @@ def test_round_trip(sample):
     contents = read_everything(path)
     assert contents == {
         "header": HEADER,
-        "version": (1, 0),
+        "version": (1, 1),
         "stream_info": STREAM_INFO,
         "enhancer": ENHANCER,
         "frames": FRAMES,
@@ -149,7 +150,7 @@ def test_layout_matches_the_spec(sample):
     assert header == {
         "magic": b"\x89GFX\r\n\x1a\n",
         "version_major": 1,
-        "version_minor": 0,
+        "version_minor": 1,
         "width": 320,
         "height": 180,
         "fps_num": 30000,
@@ -296,7 +297,7 @@ def test_reserved_header_flags(sample, tmp_path):
     _, data = sample
     damaged = tmp_path / "flags.gfix"
     # In 1.0 the flags must be 0 (CRC fixed up, so only the flags are wrong) ...
-    damaged.write_bytes(patch_header(data, flags=1))
+    damaged.write_bytes(patch_header(data, version_minor=0, flags=1))
     with pytest.raises(GFixFormatError, match=r"flags 0x00000001 at byte 36 must be 0"):
         GFixReader(damaged)
     # ... while a later minor version may use them, and a 1.0 reader ignores them.
@@ -599,6 +600,35 @@ def test_optional_flag_defaults(tmp_path):
         assert [e.optional for e in clip.sections] == [False, True, True]
 
 
+def test_metadata_section_round_trip_and_validation(tmp_path):
+    path = tmp_path / "meta.gfix"
+    note = {"enhancer": {"kept": False, "reason": "dropped: ünïcode ok"}}
+    with GFixWriter(path, HEADER) as out:
+        out.write_section(SectionType.STREAM_INFO, b"")
+        out.write_section(SectionType.METADATA, json.dumps(note).encode("utf-8"))
+        with pytest.raises(ValueError, match="at most one METADATA"):
+            out.write_section(SectionType.METADATA, b"{}")
+    with GFixReader(path) as clip:
+        assert clip.metadata() == note and clip.enhancer() is None
+        assert [(e.type, e.optional) for e in clip.sections] == [
+            (SectionType.STREAM_INFO, False), (SectionType.METADATA, True), (SectionType.INDEX, True)]
+    # A file without one reads as {}; garbage or a non-object is a format error naming the section.
+    write_sample(tmp_path / "plain.gfix")
+    with GFixReader(tmp_path / "plain.gfix") as clip:
+        assert clip.metadata() == {}
+    for payload in (b"\xff\xfe", b"[1, 2]", b"{not json"):
+        bad = tmp_path / "bad.gfix"
+        bad.write_bytes(spec_file([(b"k", 1)], before_index=spec_section(5, payload, flags=1),
+                                  index_entries=[(44 + 16 + 4, 1)]))
+        with GFixReader(bad) as clip, pytest.raises(GFixFormatError, match="METADATA"):
+            clip.metadata()
+    # Two METADATA sections are refused by the reader too.
+    twice = spec_section(5, b"{}", flags=1) * 2
+    bad.write_bytes(spec_file([(b"k", 1)], before_index=twice, index_entries=[(44 + 16 + 4, 1)]))
+    with pytest.raises(GFixFormatError, match="a second METADATA"):
+        GFixReader(bad)
+
+
 def test_stream_header_validation(tmp_path):
     assert HEADER.fps == 30000 / 1001
     assert (HEADER.primaries, HEADER.transfer, HEADER.matrix, HEADER.full_range) == (6, 6, 6, 0)
@@ -611,4 +641,4 @@ def test_stream_header_validation(tmp_path):
 
 def test_section_flag_constants():
     assert SectionFlag.OPTIONAL == 1
-    assert [int(t) for t in SectionType] == [1, 2, 3, 4]
+    assert [int(t) for t in SectionType] == [1, 2, 3, 4, 5]

@@ -1,4 +1,4 @@
-"""The ``.gfix`` container format, version 1.0: constants and the specification.
+"""The ``.gfix`` container format, version 1.1: constants and the specification.
 
 This docstring is the normative description of the format; it is meant to be
 enough to write an independent reader.
@@ -59,6 +59,8 @@ reader rejects anything else); a reader ignores ``flags`` when the file's
 minor version differs from 0. The header CRC covers ``flags`` in every
 version.
 
+History: 1.0 first edition; 1.1 adds the OPTIONAL METADATA section (type 5).
+
 Sections
 ========
 
@@ -91,7 +93,9 @@ type        name          contents
                           frame data (opaque bytes to the container)
 3           ENHANCER      the enhancer's adapter (opaque bytes to the container)
 4           INDEX         seek table and end-of-file marker (below)
-5..0x7FFF   (reserved)    for later versions of this specification
+5           METADATA      informational notes of the encoder (since 1.1): a
+                          UTF-8 JSON object; a decoder needs none of it
+6..0x7FFF   (reserved)    for later versions of this specification
 0x8000..    experiments   private use; follow the OPTIONAL rule above
 ==========  ============  =====================================================
 
@@ -111,11 +115,15 @@ Order and multiplicity (a reader rejects a file that breaks any of these):
    ``frame_flags`` byte.
 3. ENHANCER: at most one, anywhere between STREAM_INFO and INDEX. Writers set
    OPTIONAL so that readers without an enhancer can skip it.
-4. INDEX: exactly one, the last section; its entries must name the FRAME
+4. METADATA: at most one, anywhere between STREAM_INFO and INDEX. Writers
+   set OPTIONAL. Known keys: ``"enhancer"``, an object saying whether the
+   encoder kept the enhancer adapter (``"kept"``, boolean) and why
+   (``"reason"``, text), with the scores it decided on.
+5. INDEX: exactly one, the last section; its entries must name the FRAME
    sections' actual offsets and agree with their KEY bits. Writers set
    OPTIONAL. It is required because it is the end-of-file marker: without it
    a file cut exactly between two sections would look complete.
-5. Other types: anywhere between STREAM_INFO and INDEX.
+6. Other types: anywhere between STREAM_INFO and INDEX.
 
 Limits
 ======
@@ -138,7 +146,7 @@ from enum import IntEnum, IntFlag
 
 MAGIC = b"\x89GFX\r\n\x1a\n"
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 0
+FORMAT_MINOR = 1
 
 HEADER_SIZE = 44
 HEADER_CRC_OFFSET = 40  # the header CRC covers bytes [0, HEADER_CRC_OFFSET)
@@ -177,12 +185,13 @@ HEADER_FIELD_RANGES: dict[str, tuple[int, int]] = {
 
 
 class SectionType(IntEnum):
-    """Section types registered by version 1.0 (``type`` field of a section)."""
+    """Section types registered by version 1.1 (``type`` field of a section)."""
 
     STREAM_INFO = 1
     FRAME = 2
     ENHANCER = 3
     INDEX = 4
+    METADATA = 5  #: since 1.1
 
 
 class SectionFlag(IntFlag):

@@ -7,6 +7,7 @@ their CRCs checked, one section at a time when asked for.
 
 from __future__ import annotations
 
+import json
 import os
 import zlib
 from pathlib import Path
@@ -75,6 +76,7 @@ class GFixReader:
             by_type = {t: [e for e in self._sections if e.type == t] for t in SectionType}
             self._stream_info_entry = by_type[SectionType.STREAM_INFO][0]
             self._enhancer_entry = next(iter(by_type[SectionType.ENHANCER]), None)
+            self._metadata_entry = next(iter(by_type[SectionType.METADATA]), None)
             self._frames = by_type[SectionType.FRAME]
             index_entry = by_type[SectionType.INDEX][0]
             self._frame_keys = decode_index(
@@ -152,6 +154,23 @@ class GFixReader:
         if self._enhancer_entry is None:
             return None
         return self.read_section(self._enhancer_entry)
+
+    def metadata(self) -> dict:
+        """The METADATA section's JSON object (CRC-checked), or ``{}`` when the file has none.
+
+        Raises:
+            GFixFormatError: the payload is not a UTF-8 JSON object.
+        """
+        if self._metadata_entry is None:
+            return {}
+        payload = self.read_section(self._metadata_entry)
+        try:
+            value = json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise self._error(self._metadata_entry, f"not a UTF-8 JSON object: {exc}") from None
+        if not isinstance(value, dict):
+            raise self._error(self._metadata_entry, "not a JSON object")
+        return value
 
     def frame_payload(self, index: int) -> bytes:
         """Frame ``index``'s coded bytes, without the container's flags byte.
@@ -268,8 +287,8 @@ class GFixReader:
             )
         if entry.type == SectionType.STREAM_INFO and entry.number > 0:
             raise self._error(entry, "a second STREAM_INFO section")
-        if entry.type == SectionType.ENHANCER and entry.number > 0:
-            raise self._error(entry, "a second ENHANCER section")
+        if entry.type in (SectionType.ENHANCER, SectionType.METADATA) and entry.number > 0:
+            raise self._error(entry, f"a second {section_type_name(entry.type)} section")
         if entry.type == SectionType.FRAME:
             if entry.number >= self._header.frame_count:
                 raise self._error(

@@ -29,7 +29,9 @@ from gfix_sdk.bitstream.sections import encode_index, encode_section_head
 
 # Sections a reader may go without: the enhancer is an add-on for newer
 # decoders; the INDEX only repeats what scanning the sections finds.
-_OPTIONAL_BY_DEFAULT = frozenset({SectionType.ENHANCER, SectionType.INDEX})
+_OPTIONAL_BY_DEFAULT = frozenset({SectionType.ENHANCER, SectionType.METADATA, SectionType.INDEX})
+# Types a file holds at most once.
+_SINGLE = (SectionType.STREAM_INFO, SectionType.ENHANCER, SectionType.METADATA)
 
 
 def _byte_view(payload: bytes | bytearray | memoryview) -> memoryview:
@@ -80,8 +82,7 @@ class GFixWriter:
         self._header = header
         self._temp = temp_sibling(self._target)
         self._closed = False
-        self._has_stream_info = False
-        self._has_enhancer = False
+        self._written: set[int] = set()  # section types written so far
         self._frames: list[tuple[int, int]] = []  # (section offset, frame flags) for the INDEX
         self._file = open(self._temp, "xb")  # noqa: SIM115 - closed by close()/abort()
         try:
@@ -100,6 +101,10 @@ class GFixWriter:
     def header(self) -> StreamHeader:
         """The header as written (after :meth:`close`, with the actual frame count)."""
         return self._header
+
+    @property
+    def _has_stream_info(self) -> bool:
+        return SectionType.STREAM_INFO in self._written
 
     @property
     def frames_written(self) -> int:
@@ -121,14 +126,14 @@ class GFixWriter:
                 :meth:`close`.
             payload: the section's bytes (any bytes-like object), at most 1 GiB.
             optional: set the OPTIONAL flag, which lets readers that do not
-                know the type skip it; by default set for ENHANCER (and on the
+                know the type skip it; by default set for ENHANCER and METADATA (and on the
                 INDEX that close() writes), clear for the others.
 
         Raises:
             TypeError: ``payload`` is not bytes-like.
             ValueError: the writer is closed, a bad type or payload size, or a
                 section out of order (anything before STREAM_INFO, a second
-                STREAM_INFO or ENHANCER).
+                STREAM_INFO, ENHANCER or METADATA).
         """
         self._check_open()
         if isinstance(section_type, bool) or not isinstance(section_type, int):
@@ -143,23 +148,18 @@ class GFixWriter:
             )
         if section_type == SectionType.INDEX:
             raise ValueError("the INDEX section is written by close()")
-        if section_type == SectionType.STREAM_INFO:
-            if self._has_stream_info:
-                raise ValueError("a .gfix file holds exactly one STREAM_INFO section")
-        elif not self._has_stream_info:
+        if section_type != SectionType.STREAM_INFO and not self._has_stream_info:
             raise ValueError(
                 f"write the STREAM_INFO section first, before {section_type_name(section_type)}"
             )
-        if section_type == SectionType.ENHANCER and self._has_enhancer:
-            raise ValueError("a .gfix file holds at most one ENHANCER section")
+        if section_type in _SINGLE and section_type in self._written:
+            count = "exactly" if section_type == SectionType.STREAM_INFO else "at most"
+            raise ValueError(f"a .gfix file holds {count} one {section_type_name(section_type)} section")
         if optional is None:
             optional = section_type in _OPTIONAL_BY_DEFAULT
         flags = SectionFlag.OPTIONAL if optional else 0
         self._write(section_type, int(flags), _byte_view(payload))
-        if section_type == SectionType.STREAM_INFO:
-            self._has_stream_info = True
-        elif section_type == SectionType.ENHANCER:
-            self._has_enhancer = True
+        self._written.add(section_type)
 
     def write_frame(self, payload: bytes, *, key: bool) -> None:
         """Append the next frame's coded bytes.
