@@ -78,6 +78,9 @@ class QuantizedFrame:
     def tensors(self) -> tuple[Tensor, Tensor, Tensor]:
         return self.means, self.chol, self.colors
 
+    def to(self, device: torch.device | str) -> QuantizedFrame:
+        return QuantizedFrame(*(t.to(device) for t in self.tensors()))
+
 
 def canonical_chol(chol: Tensor) -> Tensor:
     """The same covariance with ``l11 >= 0`` and ``l22 >= 0``."""
