@@ -1,11 +1,11 @@
 """The ENHANCER section: the coded per-video adapter.
 
-Payload (little-endian, version 1)::
+Payload (little-endian, version 2)::
 
     u8      version
     32 B    SHA-256 of the base model (see :func:`gfix_sdk.enhance.base.base_hash`)
     u8      mode (0 mLoRA, 1 LoRA)
-    varint  prompt rank, U-Net rank, VAE rank, patch size
+    varint  prompt rank, U-Net rank, VAE rank, patch size, patch overlap
     3 x     (u8 flag, [blob]): prompt text, U-Net targets, VAE-decoder targets
             (comma-separated); flag 0 = the default (no blob follows), 1 = custom
     f32     timestep t
@@ -18,6 +18,9 @@ A group's values are its tensors flattened and concatenated in the order of
 :meth:`Enhancer.groups` (layers sorted by name), so the decoder, which
 rebuilds the same layer list from the same base and configuration, splits
 them back. Counts are checked against that rebuild before anything is set.
+
+Version 1 (no overlap field: patches did not overlap) is still read, as
+overlap 0.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from gfix_sdk.coding import ByteReader, ByteWriter, decode_symbols, encode_symbo
 from gfix_sdk.enhance.model import GROUPS, AdapterConfig, Enhancer
 from gfix_sdk.errors import GFixError, GFixFormatError
 
-ADAPTER_VERSION = 1
+ADAPTER_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MAX_VALUES = 1 << 28  # per group: far above SD-Turbo's largest (LoRA) adapter
 _MODES = ("mlora", "lora")
 
@@ -87,7 +91,9 @@ def encode_adapter(
     w.u8(ADAPTER_VERSION)
     w.raw(base_hash)
     w.u8(_MODES.index(cfg.mode))
-    for value in (cfg.prompt_rank, cfg.unet_rank, cfg.vae_rank, cfg.patch):
+    if cfg.patch is None or cfg.overlap is None:
+        raise ValueError("encode_adapter needs a resolved AdapterConfig (patch and overlap set)")
+    for value in (cfg.prompt_rank, cfg.unet_rank, cfg.vae_rank, cfg.patch, cfg.overlap):
         w.varint(value)
     for text, default in zip(_config_texts(cfg), _config_texts(AdapterConfig())):
         w.u8(0 if text == default else 1)
@@ -106,7 +112,7 @@ def decode_adapter(payload: bytes) -> CodedAdapter:
     """Parse an ENHANCER payload (raises GFixFormatError on any inconsistency)."""
     r = ByteReader(payload, context="ENHANCER")
     version = r.u8("adapter version")
-    if version != ADAPTER_VERSION:
+    if version not in READABLE_VERSIONS:
         raise r.error(f"unsupported adapter version {version}")
     base_hash = r.raw(32, "base hash")
     mode_index = r.u8("mode")
@@ -114,6 +120,7 @@ def decode_adapter(payload: bytes) -> CodedAdapter:
         raise r.error(f"unknown adapter mode {mode_index}")
     ranks = [r.varint(name, maximum=1 << 16) for name in ("prompt rank", "unet rank", "vae rank")]
     patch = r.varint("patch", maximum=1 << 14)
+    overlap = r.varint("overlap", maximum=1 << 13) if version >= 2 else 0
     texts = []
     for name, default in zip(("prompt", "unet targets", "vae targets"), _config_texts(AdapterConfig())):
         flag = r.u8(f"{name} flag")
@@ -124,7 +131,7 @@ def decode_adapter(payload: bytes) -> CodedAdapter:
         config = AdapterConfig(
             mode=_MODES[mode_index], prompt_rank=ranks[0], unet_rank=ranks[1], vae_rank=ranks[2],
             unet_targets=tuple(filter(None, texts[1].split(","))), vae_targets=tuple(filter(None, texts[2].split(","))),
-            prompt=texts[0], patch=patch,
+            prompt=texts[0], patch=patch, overlap=overlap,
         )
     except ValueError as exc:
         raise r.error(f"invalid adapter configuration: {exc}") from None

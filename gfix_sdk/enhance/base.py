@@ -13,10 +13,11 @@ tokenizer, SD-Turbo's noise schedule) for tests and the offline demo.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -33,6 +34,12 @@ PARTS = {
     "scheduler": ("scheduler_config.json",),
 }
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
+#: GFix's own additions to a diffusers directory (optional; absent for SD-Turbo).
+GFIX_DIR = "gfix"
+SKIPS_FILE = "skips.safetensors"
+DEFAULTS_FILE = "defaults.json"
+#: The text the prompt embedding starts from (the paper's).
+DEFAULT_PROMPT = "remove degradations"
 HOW_TO_GET = (
     "GFix needs a local copy of SD-Turbo in diffusers format (folders unet/, vae/, "
     "text_encoder/, tokenizer/, scheduler/). On a machine with internet access run\n"
@@ -46,6 +53,30 @@ class BaseModelError(GFixError, FileNotFoundError):
     """The base model directory is missing, incomplete or unreadable."""
 
 
+@dataclass(frozen=True)
+class BaseDefaults:
+    """Per-video training defaults that suit a base model.
+
+    SD-Turbo gets the paper's (512-pixel patches, learning rate 0.05, 2,000
+    steps); a base directory may record its own in ``gfix/defaults.json``
+    (the tiny stand-in does: values measured on it). Every field can still be
+    overridden per encode."""
+
+    patch: int = 512  #: enhancer patch side in pixels
+    overlap: int = 64  #: minimum overlap of neighbouring patches
+    lr: float = 0.05  #: adapter learning rate
+    steps: int = 2000  #: adapter training steps
+    crop: int | None = None  #: side of the training crops (None: the patch)
+    #: Weight of the pixel (L2) term in Difix's loss (Difix and the paper: 1).
+    l2_weight: float = 1.0
+    source: str = "the paper's SD-Turbo settings"  #: where these values come from
+
+    @classmethod
+    def from_json(cls, record: dict) -> BaseDefaults:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in names})
+
+
 @dataclass
 class BaseModel:
     """The frozen parts GFix builds its enhancer from (all on CPU, eval mode)."""
@@ -57,6 +88,12 @@ class BaseModel:
     tokenizer: object  #: transformers CLIPTokenizer
     alphas_cumprod: Tensor  #: (T,) float64 noise schedule of the scheduler
     prediction_type: str  #: "epsilon" or "v_prediction"
+    #: Pretrained encoder->decoder skip convolutions (``gfix/skips.safetensors``),
+    #: one ``(out, in, 1, 1)`` weight per VAE decoder up block; None: the
+    #: near-zero initialisation (SD-Turbo itself has none).
+    skips: list[Tensor] | None = None
+    #: Per-video training defaults (``gfix/defaults.json``, else the paper's).
+    defaults: BaseDefaults = field(default_factory=BaseDefaults)
 
     @property
     def num_train_timesteps(self) -> int:
@@ -146,11 +183,49 @@ def load_base(path: str | os.PathLike[str] | None = None) -> BaseModel:
     )
     for module in (unet, vae, text_encoder):
         module.eval().requires_grad_(False)
+    skips, defaults = _load_gfix_extras(base)
     return BaseModel(
         path=base, unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
         alphas_cumprod=schedule.alphas_cumprod.to(torch.float64),
-        prediction_type=config.get("prediction_type", "epsilon"),
+        prediction_type=config.get("prediction_type", "epsilon"), skips=skips, defaults=defaults,
     )
+
+
+def _load_gfix_extras(base: Path) -> tuple[list[Tensor] | None, BaseDefaults]:
+    """The optional ``gfix/`` folder: pretrained skip convolutions and training defaults."""
+    folder = base / GFIX_DIR
+    skips, defaults = None, BaseDefaults()
+    try:
+        if (folder / SKIPS_FILE).is_file():
+            from safetensors.torch import load_file
+
+            tensors = load_file(str(folder / SKIPS_FILE))
+            skips = [tensors[f"skip.{i}"].to(torch.float32) for i in range(len(tensors))]
+        if (folder / DEFAULTS_FILE).is_file():
+            defaults = BaseDefaults.from_json(json.loads((folder / DEFAULTS_FILE).read_text()))
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        raise BaseModelError(f"cannot read {folder}: {exc}") from exc
+    return skips, defaults
+
+
+def save_gfix_extras(base_dir: str | os.PathLike[str], skips: list[Tensor] | None, defaults: BaseDefaults) -> None:
+    """Write the ``gfix/`` folder of a base directory (see :func:`load_base`)."""
+    from safetensors.torch import save_file
+
+    folder = Path(base_dir) / GFIX_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    if skips is not None:
+        save_file({f"skip.{i}": w.detach().to("cpu").contiguous() for i, w in enumerate(skips)},
+                  str(folder / SKIPS_FILE))
+    (folder / DEFAULTS_FILE).write_text(json.dumps(dataclasses.asdict(defaults), indent=2, sort_keys=True) + "\n")
+
+
+def prompt_embedding(base: BaseModel, text: str = DEFAULT_PROMPT) -> Tensor:
+    """The text encoder's ``(tokens, width)`` embedding of ``text`` (padded to the tokenizer's length)."""
+    with torch.no_grad():
+        ids = base.tokenizer(text, padding="max_length", truncation=True,
+                             max_length=base.tokenizer.model_max_length, return_tensors="pt").input_ids
+        return base.text_encoder(ids)[0][0]
 
 
 def base_hash(base: BaseModel) -> bytes:
@@ -163,6 +238,9 @@ def base_hash(base: BaseModel) -> bytes:
             data = tensor.detach().to("cpu", torch.float32).contiguous()
             digest.update(f"{prefix}.{name}:{tuple(data.shape)}".encode())
             digest.update(data.numpy().tobytes())
+    for i, weight in enumerate(base.skips or []):
+        digest.update(f"skip.{i}:{tuple(weight.shape)}".encode())
+        digest.update(weight.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     digest.update(base.alphas_cumprod.numpy().tobytes())
     digest.update(base.prediction_type.encode())
     digest.update(json.dumps(base.tokenizer.get_vocab(), sort_keys=True).encode())

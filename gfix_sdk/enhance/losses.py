@@ -1,10 +1,13 @@
 """Distortion losses for adapter training.
 
 Difix's objective is L2 + LPIPS + 0.5 x Gram (style loss on VGG features).
-LPIPS and Gram need VGG16 weights, which cannot be downloaded here: pass a
-local LPIPS-VGG weights file (see :mod:`gfix_sdk.perceptual`) to get them.
-Without one the loss says so once and uses L2 + (1 - MS-SSIM) instead
-(single-scale SSIM for patches too small for five MS-SSIM scales).
+LPIPS and Gram need VGG16 weights, which are never downloaded at run time:
+the set-up converts them once (``python -m gfix_sdk.perceptual.convert --net
+vgg --install``) to where :func:`gfix_sdk.paths.lpips_weights` finds them,
+or pass a file. :func:`make_loss` picks the loss by name: ``"difix"`` (needs
+the weights), ``"l2-msssim"`` (L2 + (1 - MS-SSIM); single-scale SSIM for
+patches too small for five MS-SSIM scales), or ``"auto"`` (Difix's when the
+weights are found, else L2 + MS-SSIM with a warning saying how to get them).
 """
 
 from __future__ import annotations
@@ -28,31 +31,53 @@ def _gram(features: Tensor) -> Tensor:
 class DistortionLoss(nn.Module):
     """``forward(output, target)`` on ``(B, 3, H, W)`` images in [0, 1]."""
 
-    def __init__(self, lpips_weights: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, lpips_weights: str | os.PathLike[str] | None = None, *, l2_weight: float = 1.0) -> None:
         super().__init__()
+        if l2_weight <= 0:
+            raise ValueError(f"l2_weight must be positive, got {l2_weight}")
+        self.l2_weight = float(l2_weight)
         self.lpips = None
         if lpips_weights is not None:
             from gfix_sdk.perceptual import load_lpips
 
             self.lpips = load_lpips(lpips_weights, net="vgg").requires_grad_(False)
-        else:
-            warnings.warn(
-                "no LPIPS/VGG weights given: training with L2 + MS-SSIM instead of Difix's "
-                "L2 + LPIPS + Gram (pass lpips_weights=... / --lpips PATH to use them)",
-                stacklevel=2,
-            )
 
     @property
     def description(self) -> str:
-        return "L2 + LPIPS + 0.5 Gram" if self.lpips is not None else "L2 + (1 - MS-SSIM)"
+        l2 = "L2" if self.l2_weight == 1 else f"{self.l2_weight:g} L2"
+        return f"{l2} + LPIPS + 0.5 Gram" if self.lpips is not None else f"{l2} + (1 - MS-SSIM)"
 
     def forward(self, output: Tensor, target: Tensor) -> Tensor:
-        l2 = torch.mean((output - target) ** 2)
+        l2 = self.l2_weight * torch.mean((output - target) ** 2)
         if self.lpips is not None:
             dist, feats_out, feats_ref = self.lpips(output, target, return_features=True)
             gram = sum(torch.mean((_gram(a) - _gram(b)) ** 2) for a, b in zip(feats_out, feats_ref))
             return l2 + dist.mean() + GRAM_WEIGHT * gram
         return l2 + (1 - structural_similarity(output.clamp(0, 1), target))
+
+
+LOSSES = ("auto", "difix", "l2-msssim")
+_HOW_TO_GET = ("convert them once with `python -m gfix_sdk.perceptual.convert --net vgg --install` "
+               "(or pass --lpips PATH)")
+
+
+def make_loss(kind: str = "auto", lpips_weights: str | os.PathLike[str] | None = None, *,
+              l2_weight: float = 1.0) -> DistortionLoss:
+    """The distortion loss called ``kind`` (see the module docstring), its L2 term weighted by ``l2_weight``."""
+    if kind not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}")
+    if kind == "l2-msssim":
+        return DistortionLoss(None, l2_weight=l2_weight)
+    from gfix_sdk.paths import lpips_weights as installed
+
+    weights = lpips_weights if lpips_weights is not None else installed("vgg")
+    if weights is None:
+        if kind == "difix":
+            raise FileNotFoundError(f"Difix's loss needs the LPIPS-VGG weights, which are not installed: {_HOW_TO_GET}")
+        warnings.warn("LPIPS-VGG weights not found: training with L2 + MS-SSIM instead of Difix's "
+                      f"L2 + LPIPS + Gram; {_HOW_TO_GET}", stacklevel=2)
+        return DistortionLoss(None, l2_weight=l2_weight)
+    return DistortionLoss(weights, l2_weight=l2_weight)
 
 
 def structural_similarity(output: Tensor, target: Tensor) -> Tensor:

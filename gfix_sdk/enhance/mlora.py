@@ -7,7 +7,8 @@ mLoRA (GFix, Sec. II-C): for a layer with weight W reshaped to
 
 Both are frozen and rebuilt by the decoder from its own copy of the base
 weights; only the ``r x r`` modulation map ``M`` (initialised to zero) is
-trained and transmitted:  ``y = W x + A M (B x)``, folded as ``W' = W + A M B``.
+trained and transmitted:  ``y = W x + A M (B x)``, computed as ``(W + A M B) x`` (one
+layer, as the folded ``W' = W + A M B`` that export writes).
 The rank is capped at the layer's own rank ``min(out, in k k)``.
 
 The SVD must give the decoder exactly the encoder's A and B. It is computed
@@ -109,8 +110,10 @@ class _AdaptedLayer(nn.Module):
 
 class AdaptedLinear(_AdaptedLayer):
     def forward(self, x: Tensor) -> Tensor:
-        left, right = self.factors()
-        return self.base(x) + F.linear(F.linear(x, right), left)
+        # W + A M B is formed first: one matrix product per forward instead of
+        # two extra layers over every token (the factors are far smaller than the activations).
+        weight = self.base.weight + self.delta_weight().to(self.base.weight.dtype)
+        return F.linear(x, weight, self.base.bias)
 
 
 class AdaptedConv2d(_AdaptedLayer):
@@ -120,11 +123,10 @@ class AdaptedConv2d(_AdaptedLayer):
         super().__init__(base, rank, mode)
 
     def forward(self, x: Tensor) -> Tensor:
-        left, right = self.factors()
+        # One convolution with W + A M B (see AdaptedLinear), the same as the folded layer.
         conv = self.base
-        low = F.conv2d(x, right.reshape(-1, *conv.weight.shape[1:]), None, conv.stride, conv.padding,
-                       conv.dilation)
-        return conv(x) + F.conv2d(low, left[:, :, None, None])
+        weight = conv.weight + self.delta_weight().to(conv.weight.dtype)
+        return conv._conv_forward(x, weight, conv.bias)
 
 
 class ModulatedMatrix(nn.Module):

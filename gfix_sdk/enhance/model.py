@@ -12,26 +12,27 @@ For a rendered patch ``x`` in [0, 1]:
    ``scheduler.step``, which only accepts its own grid);
 4. VAE-decode ``x0`` with four encoder->decoder skip connections: before each
    decoder up block, a 1x1 convolution of the matching encoder activation is
-   added (initialised to 1e-5: the skips start almost closed).
+   added (the base's pretrained skips, or 1e-5 where the base has none, as
+   SD-Turbo: the skips then start almost closed).
 
 Adaptation: mLoRA (or LoRA) on the chosen U-Net and VAE-decoder layers, an
 mLoRA on the prompt embedding, the skip convolutions' weights (as a delta from
-their fixed initialisation) and ``t``. Frames are cut into non-overlapping
-``patch x patch`` tiles (the frame padded by edge replication to a multiple of
-the patch, which is a multiple of 8), enhanced in batches and cropped back.
+the base's) and ``t``. Frames are enhanced in overlapping ``patch x patch``
+tiles blended with smooth weights (:mod:`gfix_sdk.enhance.tiling`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gfix_sdk.enhance.base import BaseModel
+from gfix_sdk.enhance.base import DEFAULT_PROMPT, BaseDefaults, BaseModel, prompt_embedding
 from gfix_sdk.enhance.mlora import ModulatedMatrix, find_targets, inject
+from gfix_sdk.enhance.tiling import enhance_tiled
 
 # Difix / pix2pix-turbo adapter targets (module-name suffixes).
 UNET_TARGETS = ("to_k", "to_q", "to_v", "to_out.0", "conv", "conv1", "conv2", "conv_shortcut", "conv_out",
@@ -52,28 +53,43 @@ class AdapterConfig:
     vae_rank: int = 512
     unet_targets: tuple[str, ...] = UNET_TARGETS
     vae_targets: tuple[str, ...] = VAE_DECODER_TARGETS
-    prompt: str = "remove degradations"
+    prompt: str = DEFAULT_PROMPT
     t_init: float = 199.0  #: starting timestep (Difix's noise level for 3DGS artifacts)
-    patch: int = 512  #: patch side in pixels (multiple of 8)
+    #: Patch side in pixels (multiple of 8); None: the base's default (SD-Turbo: 512).
+    patch: int | None = None
+    #: Minimum overlap of neighbouring patches, blended (see :mod:`gfix_sdk.enhance.tiling`);
+    #: None: the base's default, at most a quarter of the patch.
+    overlap: int | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("mlora", "lora"):
             raise ValueError(f"mode must be 'mlora' or 'lora', got {self.mode!r}")
-        if self.patch < 8 or self.patch % 8:
+        if self.patch is not None and (self.patch < 8 or self.patch % 8):
             raise ValueError(f"patch must be a positive multiple of 8, got {self.patch}")
+        if self.overlap is not None and self.overlap < 0:
+            raise ValueError(f"overlap must be >= 0, got {self.overlap}")
+        if self.patch is not None and self.overlap is not None and self.overlap > self.patch // 2:
+            raise ValueError(f"overlap must be at most patch / 2 = {self.patch // 2}, got {self.overlap}")
         for name in ("prompt_rank", "unet_rank", "vae_rank"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
 
 
-class SkipConv(nn.Module):
-    """1x1 convolution whose weight is a fixed 1e-5 initialisation plus a
-    trained delta (the delta is what gets transmitted)."""
+    def resolved(self, defaults: BaseDefaults) -> AdapterConfig:
+        """This configuration with the base's defaults filled in (patch and overlap)."""
+        patch = self.patch if self.patch is not None else defaults.patch
+        overlap = self.overlap if self.overlap is not None else min(defaults.overlap, patch // 4)
+        return replace(self, patch=patch, overlap=overlap)
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+
+class SkipConv(nn.Module):
+    """1x1 convolution whose weight is the base's (pretrained skip, or a fixed
+    1e-5 initialisation) plus a trained delta (the delta is what gets transmitted)."""
+
+    def __init__(self, init: Tensor) -> None:
         super().__init__()
-        self.register_buffer("init", torch.full((out_channels, in_channels, 1, 1), SKIP_INIT), persistent=False)
-        self.delta = nn.Parameter(torch.zeros(out_channels, in_channels, 1, 1))
+        self.register_buffer("init", init.detach().to(torch.float32).clone(), persistent=False)
+        self.delta = nn.Parameter(torch.zeros_like(self.init))
         self.transform: Callable[[Tensor], Tensor] | None = None
 
     def weight(self) -> Tensor:
@@ -82,6 +98,18 @@ class SkipConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.conv2d(x, self.weight())
+
+
+def skip_weights(base: BaseModel) -> list[Tensor]:
+    """The base's skip convolution weights, or the near-zero initialisation
+    (``SKIP_INIT``) when the base has none (SD-Turbo)."""
+    shapes = [(o, i, 1, 1) for i, o in _skip_channels(base.vae)]
+    if base.skips is None:
+        return [torch.full(shape, SKIP_INIT) for shape in shapes]
+    if [tuple(w.shape) for w in base.skips] != shapes:
+        raise ValueError(f"the base's skip weights have shapes {[tuple(w.shape) for w in base.skips]}, "
+                         f"its VAE needs {shapes}")
+    return list(base.skips)
 
 
 def _skip_channels(vae: nn.Module) -> list[tuple[int, int]]:
@@ -138,8 +166,9 @@ def single_step(vae: nn.Module, unet: nn.Module, skip_convs: nn.ModuleList, prom
                 abar: Tensor, prediction_type: str, x: Tensor) -> Tensor:
     """The enhancer's forward pass (see the module docstring); shared by the
     trainable :class:`Enhancer` and the folded export module."""
-    with torch.no_grad():  # the VAE encoder is frozen and not adapted
-        z, skips = encode_with_skips(vae, x)
+    # The adapter never touches the VAE encoder (its weights are frozen, so no
+    # graph is kept for it); the stand-in's fixer pretraining does train it.
+    z, skips = encode_with_skips(vae, x)
     batch = z.shape[0]
     prompt = prompt.to(z.dtype).expand(batch, -1, -1)
     pred = unet(z, t.to(z.dtype).expand(batch), encoder_hidden_states=prompt).sample
@@ -159,21 +188,18 @@ class Enhancer(nn.Module):
 
     def __init__(self, base: BaseModel, config: AdapterConfig = AdapterConfig()) -> None:
         super().__init__()
-        self.config = config
+        self.config = config.resolved(base.defaults)
+        self.base_defaults = base.defaults  #: training defaults of the base (see TrainConfig.resolved)
         self.unet = base.unet
         self.vae = base.vae
         self.prediction_type = base.prediction_type
         self.register_buffer("alphas_cumprod", base.alphas_cumprod.clone(), persistent=False)
-        with torch.no_grad():
-            ids = base.tokenizer(config.prompt, padding="max_length", truncation=True,
-                                 max_length=base.tokenizer.model_max_length, return_tensors="pt").input_ids
-            embedding = base.text_encoder(ids)[0][0]  # (tokens, width)
-        self.prompt = ModulatedMatrix(embedding, config.prompt_rank)
+        self.prompt = ModulatedMatrix(prompt_embedding(base, config.prompt), config.prompt_rank)
         self.unet_layers = inject(self.unet, find_targets(self.unet, config.unet_targets), config.unet_rank,
                                   config.mode)
         decoder_layers = find_targets(self.vae.decoder, config.vae_targets)
         self.vae_layers = inject(self.vae.decoder, decoder_layers, config.vae_rank, config.mode)
-        self.skips = nn.ModuleList(SkipConv(i, o) for i, o in _skip_channels(self.vae))
+        self.skips = nn.ModuleList(SkipConv(w) for w in skip_weights(base))
         self.t = nn.Parameter(torch.tensor(float(config.t_init)))
 
     # ------------------------------------------------------------- parameters
@@ -210,50 +236,13 @@ class Enhancer(nn.Module):
         return single_step(self.vae, self.unet, self.skips, self.prompt(), self.t, abar, self.prediction_type, x)
 
     @torch.no_grad()
-    def enhance_image(self, image: Tensor, *, batch: int = 4) -> Tensor:
-        """Enhance an ``(H, W, 3)`` float image in [0, 1] patch by patch; returns
-        ``(H, W, 3)`` clamped to [0, 1]."""
+    def enhance_image(self, image: Tensor, *, batch: int = 8) -> Tensor:
+        """Enhance an ``(H, W, 3)`` float image in [0, 1] with blended overlapping
+        patches (:func:`~gfix_sdk.enhance.tiling.enhance_tiled`); returns ``(H, W, 3)``
+        clamped to [0, 1]."""
         device = next(self.unet.parameters()).device
-        return enhance_by_patches(lambda x: self(x.to(device)), image, self.config.patch, batch=batch)
+        return enhance_tiled(lambda x: self(x.to(device)), image, self.config.patch, self.config.overlap,
+                             batch=batch)
 
 
-def enhance_by_patches(run: Callable[[Tensor], Tensor], image: Tensor, patch: int, *, batch: int = 4) -> Tensor:
-    """Apply ``run`` (batch of ``(B, 3, patch, patch)`` in [0, 1] -> same shape)
-    to an ``(H, W, 3)`` image tile by tile; returns the clamped ``(H, W, 3)`` result
-    on the image's device."""
-    patches, layout = split_patches(image, patch)
-    outputs = [run(patches[i:i + batch]).clamp(0, 1).to(image.device) for i in range(0, patches.shape[0], batch)]
-    return merge_patches(torch.cat(outputs), layout)
-
-
-@dataclass(frozen=True)
-class PatchLayout:
-    height: int
-    width: int
-    rows: int
-    cols: int
-    patch: int
-
-
-def split_patches(image: Tensor, patch: int) -> tuple[Tensor, PatchLayout]:
-    """``(H, W, 3)`` -> ``(rows * cols, 3, patch, patch)`` tiles of the image
-    padded (edge replication) to a multiple of ``patch``."""
-    height, width, _ = image.shape
-    rows, cols = -(-height // patch), -(-width // patch)
-    chw = image.permute(2, 0, 1)[None]
-    padded = F.pad(chw, (0, cols * patch - width, 0, rows * patch - height), mode="replicate")
-    tiles = padded.unfold(2, patch, patch).unfold(3, patch, patch)  # 1, 3, rows, cols, p, p
-    tiles = tiles.permute(0, 2, 3, 1, 4, 5).reshape(rows * cols, 3, patch, patch)
-    return tiles.contiguous(), PatchLayout(height, width, rows, cols, patch)
-
-
-def merge_patches(tiles: Tensor, layout: PatchLayout) -> Tensor:
-    """Inverse of :func:`split_patches` (crops the padding)."""
-    p = layout.patch
-    grid = tiles.reshape(layout.rows, layout.cols, 3, p, p).permute(2, 0, 3, 1, 4)
-    full = grid.reshape(3, layout.rows * p, layout.cols * p)
-    return full[:, : layout.height, : layout.width].permute(1, 2, 0).contiguous()
-
-
-__all__ = ["AdapterConfig", "Enhancer", "GROUPS", "split_patches", "merge_patches", "enhance_by_patches",
-           "interpolate_alpha_bar", "single_step"]
+__all__ = ["AdapterConfig", "Enhancer", "GROUPS", "interpolate_alpha_bar", "single_step", "skip_weights"]

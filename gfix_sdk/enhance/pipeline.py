@@ -1,17 +1,21 @@
 """Enhancer entry points for the encoder and the decoder.
 
 Encoder: :func:`fit_adapter` trains an adapter on (decoded Gaussian frame,
-original frame) pairs and codes it. Decoder: :func:`load_enhancer` rebuilds
-the enhancer from a local base model and a coded adapter. Both sides enhance
-frames with :func:`enhance_frame`, so the encoder's evaluation and the
-decoder's output are computed the same way.
+original frame) pairs, codes it, enhances the frames exactly as the decoder
+will, and decides whether the adapter is worth its bits (:class:`AdapterDecision`,
+the codec's mode decision: keep it only when it lowers the training objective
+``rate + lambda * distortion`` on the encoder's own reconstruction).
+Decoder: :func:`load_enhancer` rebuilds the enhancer from a local base model
+and a coded adapter. Both sides enhance frames with :func:`enhance_frame`, so
+the encoder's evaluation and the decoder's output are computed the same way.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -19,8 +23,13 @@ from torch import Tensor
 
 from gfix_sdk.enhance.adapter import CodedAdapter, apply_adapter, decode_adapter, encode_adapter
 from gfix_sdk.enhance.base import base_hash, load_base
-from gfix_sdk.enhance.model import AdapterConfig, Enhancer, enhance_by_patches
+from gfix_sdk.enhance.losses import DistortionLoss, make_loss
+from gfix_sdk.enhance.model import AdapterConfig, Enhancer
+from gfix_sdk.enhance.tiling import enhance_tiled
 from gfix_sdk.enhance.train import TrainConfig, TrainResult, train_enhancer
+
+#: At most this many frames (evenly spaced) are scored for the keep/drop decision.
+DECISION_FRAMES = 32
 
 
 def default_device() -> torch.device:
@@ -29,12 +38,46 @@ def default_device() -> torch.device:
 
 @dataclass(frozen=True)
 class EnhanceSettings:
-    """How ``gfix encode --enhance`` builds and trains the enhancer."""
+    """How ``gfix encode --enhance`` builds and trains the enhancer. Unset
+    patch, overlap, steps and learning rate take the base model's defaults
+    (:class:`~gfix_sdk.enhance.base.BaseDefaults`)."""
 
     base: str | None = None  #: local SD-Turbo directory (None: $GFIX_BASE)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     device: str | None = None  #: None: CUDA when available, else CPU
+    #: Write the adapter even when it does not lower rate + lambda x distortion
+    #: (the do-no-harm decision still runs and is reported).
+    always_keep: bool = False
+
+
+@dataclass(frozen=True)
+class AdapterDecision:
+    """The encoder's keep/drop decision for the adapter, and what it was based on.
+
+    Both objectives are in the training loss's units: ``lambda * distortion``
+    plus, for the enhanced frames, the adapter's coded bits per pixel of the video."""
+
+    kept: bool  #: the adapter is written to the file
+    reason: str  #: one sentence, shown by the CLI and ``gfix info``
+    loss: str  #: the distortion measure (the one training minimised)
+    lmbda: float  #: its weight
+    adapter_bits_per_pixel: float
+    distortion_gaussian: float  #: mean distortion of the Gaussian frames
+    distortion_enhanced: float  #: mean distortion of the enhanced frames
+    frames_scored: int
+
+    @property
+    def objective_gaussian(self) -> float:
+        return self.lmbda * self.distortion_gaussian
+
+    @property
+    def objective_enhanced(self) -> float:
+        return self.adapter_bits_per_pixel + self.lmbda * self.distortion_enhanced
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "objective_gaussian": self.objective_gaussian,
+                "objective_enhanced": self.objective_enhanced}
 
 
 @dataclass
@@ -43,6 +86,8 @@ class FittedAdapter:
     enhancer: Enhancer  #: holding exactly the decoded adapter
     result: TrainResult  #: training record
     coded: CodedAdapter  #: the payload, parsed back
+    decision: AdapterDecision  #: whether the encoder keeps it
+    enhanced: np.ndarray  #: ``(T, H, W, 3)`` uint8 frames as the decoder will output them
 
 
 def fit_adapter(
@@ -52,16 +97,61 @@ def fit_adapter(
     *,
     progress: bool = True,
 ) -> FittedAdapter:
-    """Train and code an adapter for one video (``(T, H, W, 3)`` uint8 arrays)."""
+    """Train and code an adapter for one video (``(T, H, W, 3)`` uint8 arrays),
+    enhance its frames and decide whether to keep it (see :class:`AdapterDecision`)."""
     base = load_base(settings.base)
     digest = base_hash(base)
     device = torch.device(settings.device) if settings.device else default_device()
     enhancer = Enhancer(base, settings.adapter).to(device)
-    result = train_enhancer(enhancer, rendered, originals, settings.train, progress=progress)
+    train = settings.train.resolved(base.defaults)
+    loss_fn = make_loss(train.loss, train.lpips_weights, l2_weight=train.l2_weight).to(device)
+    result = train_enhancer(enhancer, rendered, originals, train, loss_fn=loss_fn, progress=progress)
     payload = encode_adapter(enhancer, result.steps, digest, result.mixture_hints)
     coded = decode_adapter(payload)
     apply_adapter(enhancer, coded, digest)  # evaluate exactly what the decoder will rebuild
-    return FittedAdapter(payload=payload, enhancer=enhancer.eval(), result=result, coded=coded)
+    enhancer.eval()
+    run = enhancer_runner(enhancer)
+    config = enhancer.config
+    enhanced = np.stack([enhance_frame(run, torch.from_numpy(f), config.patch, config.overlap).cpu().numpy()
+                         for f in rendered])
+    decision = decide(originals, rendered, enhanced, loss_fn, lmbda=train.lmbda,
+                      adapter_bits=8 * len(payload), always_keep=settings.always_keep)
+    return FittedAdapter(payload=payload, enhancer=enhancer, result=result, coded=coded, decision=decision,
+                         enhanced=enhanced)
+
+
+def decide(originals: np.ndarray, rendered: np.ndarray, enhanced: np.ndarray, loss_fn: DistortionLoss, *,
+           lmbda: float, adapter_bits: int, always_keep: bool = False) -> AdapterDecision:
+    """Compare ``lambda * D(rendered)`` with ``R / pixels + lambda * D(enhanced)``
+    on up to :data:`DECISION_FRAMES` frames (whole frames, the loss the adapter trained on)."""
+    count = len(originals)
+    picks = np.unique(np.linspace(0, count - 1, min(count, DECISION_FRAMES)).round().astype(int))
+    weight = next(itertools.chain(loss_fn.parameters(), loss_fn.buffers()), None)
+    device = weight.device if weight is not None else torch.device("cpu")
+
+    def distortion(frames: np.ndarray) -> float:
+        total = 0.0
+        with torch.no_grad():
+            for i in picks:
+                to = lambda a: torch.from_numpy(a[i]).permute(2, 0, 1)[None].float().div(255).to(device)  # noqa: E731
+                total += float(loss_fn(to(frames), to(originals)))
+        return total / len(picks)
+
+    pixels = float(np.prod(originals.shape[:3]))
+    d_gauss, d_enh = distortion(rendered), distortion(enhanced)
+    bpp = adapter_bits / pixels
+    helps = bpp + lmbda * d_enh < lmbda * d_gauss
+    if helps:
+        reason = (f"kept: enhancement lowers {loss_fn.description} from {d_gauss:.4f} to {d_enh:.4f} "
+                  f"for {bpp:.5f} bits per pixel")
+    else:
+        reason = (f"dropped: enhancement gives {loss_fn.description} {d_enh:.4f} vs {d_gauss:.4f} without it; "
+                  f"with its {bpp:.5f} bits per pixel it does not lower rate + {lmbda:g} x distortion")
+        if always_keep:
+            reason = "kept on request (--keep-adapter), although " + reason.removeprefix("dropped: ")
+    return AdapterDecision(kept=helps or always_keep, reason=reason, loss=loss_fn.description, lmbda=lmbda,
+                           adapter_bits_per_pixel=bpp, distortion_gaussian=d_gauss, distortion_enhanced=d_enh,
+                           frames_scored=len(picks))
 
 
 def load_enhancer(payload: bytes, base: str | os.PathLike[str] | None = None,
@@ -76,12 +166,14 @@ def load_enhancer(payload: bytes, base: str | os.PathLike[str] | None = None,
 
 
 @torch.no_grad()
-def enhance_frame(run: Callable[[Tensor], Tensor], frame: Tensor, patch: int, *, batch: int = 4) -> Tensor:
+def enhance_frame(run: Callable[[Tensor], Tensor], frame: Tensor, patch: int, overlap: int, *,
+                  batch: int = 8) -> Tensor:
     """Enhance one ``(H, W, 3)`` uint8 frame with ``run`` (a batch-of-patches
-    function: an enhancer backend, or ``enhancer_runner(enhancer)``); returns
-    uint8 on the frame's device. Encoder and decoder both enhance through here."""
+    function: an enhancer backend, or ``enhancer_runner(enhancer)``) in blended
+    overlapping patches; returns uint8 on the frame's device. Encoder and
+    decoder both enhance through here."""
     image = frame.to(torch.float32) / 255.0
-    out = enhance_by_patches(run, image, patch, batch=batch)
+    out = enhance_tiled(run, image, patch, overlap, batch=batch)
     return (out * 255.0).round().to(torch.uint8)
 
 

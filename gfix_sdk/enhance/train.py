@@ -14,45 +14,55 @@ small grid search on a fixed validation batch (C3's practice).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from gfix_sdk.enhance.losses import DistortionLoss
+from gfix_sdk.enhance.base import BaseDefaults
+from gfix_sdk.enhance.crops import CropSampler
+from gfix_sdk.enhance.losses import DistortionLoss, make_loss
 from gfix_sdk.enhance.model import GROUPS, Enhancer
 from gfix_sdk.enhance.rate import LaplaceRate, add_uniform_noise, ste_round
 
 #: Five rate points, as in the paper (larger lambda: more adapter bits, less
-#: distortion). Calibrated on the tiny stand-in (lr 0.005, bundled clip): 0.1
-#: gives an adapter of ~4 % of the Gaussian payload, 1.0 ~30 %. The paper's
-#: own values are not given; recalibrate on SD-Turbo.
+#: distortion). The paper's own values are not given; recalibrate on SD-Turbo.
 LAMBDA_PRESETS = {1: 0.03, 2: 0.1, 3: 0.3, 4: 1.0, 5: 3.0}
-#: Learning rate for the tiny stand-in: the paper's 0.05 (tuned for SD-Turbo)
-#: moves every modulation entry so far per step that the rate term cannot hold
-#: the adapter down (measured: 83 KB vs 98 B at lr 0.005, same lambda).
-TINY_BASE_LR = 0.005
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Adapter training settings."""
 
-    steps: int = 2000  #: optimisation steps
+    steps: int | None = None  #: optimisation steps; None: the base's default (SD-Turbo: 2,000)
     batch: int = 2  #: patches per step
-    lr: float = 0.05  #: Adam learning rate of the transmitted tensors (cosine decay)
+    crop: int | None = None  #: side of the training crops; None: the base's default (SD-Turbo: the patch)
+    lr: float | None = None  #: Adam learning rate of the transmitted tensors (cosine decay); None: the base's
     lr_t: float = 2.0  #: Adam learning rate of the timestep, in timestep units
     lmbda: float = 1.0  #: distortion weight (see LAMBDA_PRESETS)
     step: float = 2.0**-8  #: initial quantisation step of every group
     step_search: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)  #: multipliers tried after training
-    lpips_weights: str | None = None  #: local LPIPS-VGG weights; None: L2 + MS-SSIM
+    loss: str = "auto"  #: "auto", "difix" or "l2-msssim" (see gfix_sdk.enhance.losses.make_loss)
+    l2_weight: float | None = None  #: weight of the loss's L2 term; None: the base's default (Difix's 1)
+    lpips_weights: str | None = None  #: LPIPS-VGG weights file; None: the installed one
     seed: int = 0
     autocast: bool = True  #: bf16 autocast on CUDA (ignored on CPU)
 
     def __post_init__(self) -> None:
-        if self.steps < 0 or self.batch < 1 or self.lr <= 0 or self.lmbda <= 0 or self.step <= 0:
-            raise ValueError("steps >= 0, batch >= 1 and positive lr, lmbda and step are required")
+        if (self.steps is not None and self.steps < 0) or (self.lr is not None and self.lr <= 0):
+            raise ValueError("steps >= 0 and lr > 0 are required")
+        if self.crop is not None and (self.crop < 8 or self.crop % 8):
+            raise ValueError(f"crop must be a positive multiple of 8, got {self.crop}")
+        if self.batch < 1 or self.lmbda <= 0 or self.step <= 0:
+            raise ValueError("batch >= 1 and positive lmbda and step are required")
+
+    def resolved(self, defaults: BaseDefaults) -> TrainConfig:
+        """This configuration with the base's defaults filled in (steps and learning rate)."""
+        return replace(self, steps=self.steps if self.steps is not None else defaults.steps,
+                       lr=self.lr if self.lr is not None else defaults.lr,
+                       crop=self.crop if self.crop is not None else defaults.crop,
+                       l2_weight=self.l2_weight if self.l2_weight is not None else defaults.l2_weight)
 
 
 @dataclass
@@ -66,30 +76,6 @@ class TrainResult:
     mixture_hints: dict[str, tuple[float, float, float]] = field(default_factory=dict)  #: rate model per group
     initial_distortion: float = float("nan")  #: D on the validation batch before training
     final_distortion: float = float("nan")  #: D on the validation batch after quantisation
-
-
-class PatchSampler:
-    """Random aligned crops from (rendered, original) frame pairs."""
-
-    def __init__(self, rendered: np.ndarray, original: np.ndarray, patch: int, seed: int) -> None:
-        if rendered.shape != original.shape or rendered.ndim != 4:
-            raise ValueError("rendered and original must both be (T, H, W, 3) and of one shape")
-        self.rendered, self.original = rendered, original
-        t, h, w, _ = rendered.shape
-        self.patch = min(patch, (min(h, w) // 8) * 8)
-        if self.patch < 8:
-            raise ValueError(f"frames of {w}x{h} are too small to train on")
-        self.rng = np.random.default_rng(seed)
-
-    def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        t, h, w, _ = self.rendered.shape
-        p = self.patch
-        idx = self.rng.integers(0, t, batch)
-        ys = self.rng.integers(0, h - p + 1, batch)
-        xs = self.rng.integers(0, w - p + 1, batch)
-        crop = lambda a: np.stack([a[i, y:y + p, x:x + p] for i, y, x in zip(idx, ys, xs)])  # noqa: E731
-        to_tensor = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255.0  # noqa: E731
-        return to_tensor(crop(self.rendered)), to_tensor(crop(self.original))
 
 
 def _rate_bits(enhancer: Enhancer, rate: LaplaceRate, steps: dict[str, float], *, noisy: bool) -> torch.Tensor:
@@ -107,17 +93,23 @@ def train_enhancer(
     original: np.ndarray,
     config: TrainConfig = TrainConfig(),
     *,
+    loss_fn: DistortionLoss | None = None,
     progress: bool = True,
     log_every: int = 25,
 ) -> TrainResult:
     """Fit ``enhancer``'s adapter so that it maps ``rendered`` frames (the
     Gaussian decoder's output) to ``original`` ones. Both ``(T, H, W, 3)`` uint8.
+    ``config``'s unset steps and learning rate come from the enhancer's base;
+    ``loss_fn`` defaults to the loss ``config`` names.
     Leaves the enhancer holding its final *quantised* values."""
+    config = config.resolved(enhancer.base_defaults)
     torch.manual_seed(config.seed)
     device = enhancer.t.device
-    sampler = PatchSampler(rendered, original, enhancer.config.patch, config.seed)
+    sampler = CropSampler(rendered, original, config.crop or enhancer.config.patch, config.seed)
     pixels = float(np.prod(rendered.shape[:3]))
-    loss_fn = DistortionLoss(config.lpips_weights).to(device)
+    if loss_fn is None:
+        loss_fn = make_loss(config.loss, config.lpips_weights, l2_weight=config.l2_weight)
+    loss_fn = loss_fn.to(device)
     rate = LaplaceRate(GROUPS).to(device)
     steps = {g: config.step for g in GROUPS}
     val_in, val_ref = sampler.sample(max(2, config.batch))
