@@ -58,12 +58,17 @@ def _print_report(report) -> None:
     print(f"{report.path}: {report.num_frames} frames {report.width}x{report.height} @ {report.fps:g} fps")
     print(f"  size {report.num_bytes:,} bytes, {report.bitrate_kbps:,.1f} kbit/s, "
           f"{report.bits_per_pixel:.4f} bpp, key frames {report.key_frames}")
-    print(f"  mean PSNR {report.mean_psnr:.2f} dB (Gaussian reconstruction), {report.seconds:.1f} s")
-    if report.enhancer_bytes:
+    print(f"  mean PSNR {report.mean_psnr:.2f} dB (Gaussian reconstruction), {report.seconds:.1f} s on {report.device}")
+    decision = report.enhancer_decision
+    if decision is not None:
         t = report.training
-        print(f"  enhancer: {report.enhancer_bytes:,} bytes ({100 * report.enhancer_bytes / report.num_bytes:.1f}% "
-              f"of the file), mean PSNR after enhancement {report.mean_enhanced_psnr:.2f} dB, "
-              f"loss {t.loss_description}, distortion {t.initial_distortion:.4f} -> {t.final_distortion:.4f}")
+        print(f"  enhancer: trained with {t.loss_description} (lambda {decision.lmbda:g}), "
+              f"validation distortion {t.initial_distortion:.4f} -> {t.final_distortion:.4f}")
+        print(f"  enhancer {decision.reason}")
+        if report.enhancer_bytes:
+            print(f"  enhancer adapter: {report.enhancer_bytes:,} bytes "
+                  f"({100 * report.enhancer_bytes / report.num_bytes:.1f}% of the file), "
+                  f"mean PSNR after enhancement {report.mean_enhanced_psnr:.2f} dB")
 
 
 def _enhance_settings(args: argparse.Namespace):
@@ -74,10 +79,10 @@ def _enhance_settings(args: argparse.Namespace):
     from gfix_sdk.enhance.train import LAMBDA_PRESETS, TrainConfig
 
     lmbda = args.lmbda if args.lmbda is not None else LAMBDA_PRESETS[args.rate_point]
-    adapter = AdapterConfig(mode=args.adapter, patch=args.patch)
-    train = TrainConfig(steps=args.enhance_steps, lmbda=lmbda, lpips_weights=args.lpips,
-                        lr=args.lr if args.lr is not None else TrainConfig().lr)
-    return EnhanceSettings(base=args.base, adapter=adapter, train=train, device=args.device)
+    adapter = AdapterConfig(mode=args.adapter, patch=args.patch, overlap=args.overlap)
+    train = TrainConfig(steps=args.enhance_steps, lmbda=lmbda, lr=args.lr, loss=args.loss, lpips_weights=args.lpips,
+                        l2_weight=args.l2_weight)
+    return EnhanceSettings(base=args.base, adapter=adapter, train=train, always_keep=args.keep_adapter)
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
@@ -85,7 +90,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
 
     report = encode_video(args.input, args.output, config=_config_from_args(args), max_frames=args.frames,
                           size=args.size, fps=args.fps, bit_depth=args.bit_depth, progress=not args.quiet,
-                          enhance=_enhance_settings(args))
+                          enhance=_enhance_settings(args), device=args.device)
     _print_report(report)
     return 0
 
@@ -111,7 +116,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
             "frames": i.num_frames, "bytes": i.num_bytes, "bitrate_kbps": round(i.bitrate_kbps, 3),
             "bits_per_pixel": round(i.bits_per_pixel, 6), "key_frames": list(i.key_frames),
             "gaussians": i.gaussians, "encoder": i.encoder, "quantization": vars(decoder.quant_spec),
-            "enhancer_bytes": i.enhancer_bytes,
+            "enhancer_bytes": i.enhancer_bytes, "enhancer_note": i.enhancer_note,
         }
     if args.json:
         print(json.dumps(record))
@@ -122,12 +127,22 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_scores(original, decoded, fps: float) -> tuple[float, float, float | None, float | None]:
+    """PSNR, MS-SSIM, LPIPS (AlexNet; None without its weights) and VMAF (None without libvmaf)."""
+    from gfix_sdk.metrics import sequence_lpips, sequence_metrics, sequence_vmaf
+
+    quality = sequence_metrics(original, decoded)
+    lpips = sequence_lpips(original, decoded, net="alex")
+    vmaf = sequence_vmaf(original, decoded, fps=fps)
+    return quality["mean_psnr"], quality["mean_ms_ssim"], lpips.value, vmaf.value
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     import numpy as np
 
     from gfix_sdk.bitstream.encode import encode_video
+    from gfix_sdk.bitstream.format import SECTION_OVERHEAD
     from gfix_sdk.io import bundled_clip_path, load_bundled_clip, write_png, write_video
-    from gfix_sdk.metrics import sequence_metrics
     from gfix_sdk.runtime import Decoder
 
     out_dir = Path(args.out)
@@ -140,36 +155,45 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         from gfix_sdk.enhance.model import AdapterConfig
         from gfix_sdk.enhance.pipeline import EnhanceSettings
         from gfix_sdk.enhance.tiny import install_tiny_base
-        from gfix_sdk.enhance.train import LAMBDA_PRESETS, TINY_BASE_LR, TrainConfig
+        from gfix_sdk.enhance.train import LAMBDA_PRESETS, TrainConfig
 
         base = args.base or str(install_tiny_base(out_dir / "tiny_sd"))
-        lr = TINY_BASE_LR if args.base is None else TrainConfig().lr
         settings = EnhanceSettings(base=base, adapter=AdapterConfig(patch=args.patch),
-                                   train=TrainConfig(steps=args.enhance_steps, lmbda=LAMBDA_PRESETS[2], lr=lr))
+                                   train=TrainConfig(steps=args.enhance_steps, lmbda=LAMBDA_PRESETS[args.rate_point]))
         print(f"enhancer base: {base}" + ("  (tiny pretrained stand-in for SD-Turbo)" if args.base is None else ""))
     gfix_path = out_dir / "bbb.gfix"
     report = encode_video(source, gfix_path, config=_config_from_args(args), progress=not args.quiet,
-                          enhance=settings)
+                          enhance=settings, device=args.device)
     rows = []
     for label, enhance in (("Gaussian codec", False), ("GFix (enhanced)", True)):
         if enhance and settings is None:
             continue
         with Decoder.open(gfix_path, base=settings.base if settings else None, enhance=enhance) as decoder:
             decoded = np.stack(list(decoder.frames()))
-        quality = sequence_metrics(original, decoded)
-        size = report.num_bytes if enhance or settings is None else report.num_bytes - report.enhancer_bytes
-        rows.append((label, size, quality["mean_psnr"], quality["mean_ms_ssim"], decoded))
-    write_video(out_dir / "bbb_decoded.mkv", rows[-1][4], fps=info.fps, lossless=True)
-    write_png(out_dir / "bbb_frame0.png", np.concatenate([original[0]] + [r[4][0] for r in rows], axis=1))
+        # The Gaussian row is the same file without its ENHANCER section.
+        adapter = report.enhancer_bytes + SECTION_OVERHEAD if report.enhancer_bytes else 0
+        size = report.num_bytes if enhance else report.num_bytes - adapter
+        rows.append((label, size, *_demo_scores(original, decoded, info.fps), decoded))
+    write_video(out_dir / "bbb_decoded.mkv", rows[-1][-1], fps=info.fps, lossless=True)
+    write_png(out_dir / "bbb_frame0.png", np.concatenate([original[0]] + [r[-1][0] for r in rows], axis=1))
     seconds = len(original) / info.fps
     print(f"encoded {report.num_frames} frames in {report.seconds:.1f} s -> {gfix_path} ({report.num_bytes:,} bytes)")
-    print(f"  {'':16s} {'bytes':>8s} {'kbit/s':>8s} {'bpp':>7s} {'PSNR dB':>8s} {'MS-SSIM':>8s}")
-    for label, size, psnr, msssim, _ in rows:
+    number = lambda v, fmt: "n/a" if v is None else format(v, fmt)  # noqa: E731
+    print(f"  {'':16s} {'bytes':>8s} {'kbit/s':>8s} {'bpp':>7s} {'PSNR dB':>8s} {'MS-SSIM':>8s} {'LPIPS':>7s} "
+          f"{'VMAF':>6s}")
+    for label, size, psnr, msssim, lpips, vmaf, _ in rows:
         print(f"  {label:16s} {size:8,d} {8 * size / seconds / 1000:8.1f} "
-              f"{8 * size / (len(original) * info.width * info.height):7.4f} {psnr:8.2f} {msssim:8.4f}")
+              f"{8 * size / (len(original) * info.width * info.height):7.4f} {psnr:8.2f} {msssim:8.4f} "
+              f"{number(lpips, '7.4f'):>7s} {number(vmaf, '6.2f'):>6s}")
     if settings is not None:
-        print(f"  enhancer adapter: {report.enhancer_bytes:,} bytes; timestep t = "
-              f"{report.training.history[-1]['t']:.1f}; loss {report.training.loss_description}")
+        decision = report.enhancer_decision
+        print(f"  enhancer {decision.reason}")
+        if decision.kept:
+            print(f"  adapter: {report.enhancer_bytes:,} bytes; timestep t = {report.training.history[-1]['t']:.1f}; "
+                  f"trained with {report.training.loss_description}")
+    if any(r[4] is None for r in rows):
+        print("  (LPIPS needs `python -m gfix_sdk.perceptual.convert --net alex --install`; "
+              "VMAF needs imageio-ffmpeg's ffmpeg with libvmaf)")
     print(f"decoded video (lossless FFV1): {out_dir / 'bbb_decoded.mkv'}")
     print("frame 0, original | " + " | ".join(r[0] for r in rows) + f": {out_dir / 'bbb_frame0.png'}")
     return 0
@@ -195,19 +219,30 @@ def _cmd_params(args: argparse.Namespace) -> int:
 
 def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("GFix enhancer (single-step diffusion adapter)")
-    group.add_argument("--enhance", action="store_true", help="train the per-video enhancer and store it")
+    group.add_argument("--enhance", action="store_true",
+                       help="train the per-video enhancer and store it (when it lowers rate + lambda x distortion)")
     group.add_argument("--base", help="local diffusers SD-Turbo directory (default: $GFIX_BASE)")
     group.add_argument("--rate-point", type=int, choices=[1, 2, 3, 4, 5], default=3,
                        help="lambda preset, 1 (fewest adapter bits) .. 5 (default: 3)")
     group.add_argument("--lambda", dest="lmbda", type=float, help="distortion weight (overrides --rate-point)")
-    group.add_argument("--enhance-steps", type=int, default=2000, help="training steps (default: 2000)")
-    group.add_argument("--lr", type=float, help="adapter learning rate (default: the paper's 0.05; "
-                                                "0.005 suits the tiny stand-in)")
-    group.add_argument("--patch", type=int, default=512, help="enhancer patch size, multiple of 8 (default: 512)")
+    group.add_argument("--enhance-steps", type=positive_int,
+                       help="training steps (default: the base's; SD-Turbo: 2000, the paper's)")
+    group.add_argument("--lr", type=float, help="adapter learning rate (default: the base's; SD-Turbo: the "
+                                                "paper's 0.05, the tiny stand-in: its measured value)")
+    group.add_argument("--patch", type=positive_int,
+                       help="enhancer patch side, multiple of 8 (default: the base's; SD-Turbo: 512)")
+    group.add_argument("--overlap", type=int, help="minimum overlap of blended patches in pixels "
+                                                   "(default: the base's, at most a quarter of the patch)")
     group.add_argument("--adapter", choices=["mlora", "lora"], default="mlora", help="adapter type (default: mlora)")
-    group.add_argument("--lpips", help="local LPIPS-VGG weights for Difix's L2+LPIPS+Gram loss "
-                                       "(without: L2 + MS-SSIM)")
-    group.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    group.add_argument("--loss", choices=["auto", "difix", "l2-msssim"], default="auto",
+                       help="training distortion: difix = L2 + LPIPS(VGG) + Gram (needs the LPIPS-VGG weights the "
+                            "set-up installs), l2-msssim, or auto = difix when the weights are found (default)")
+    group.add_argument("--l2-weight", type=float, help="weight of the loss's L2 term (default: the base's; "
+                                                        "SD-Turbo: Difix's 1, the tiny stand-in: its measured value)")
+    group.add_argument("--lpips", help="LPIPS-VGG weights file for the difix loss (default: the installed one)")
+    group.add_argument("--keep-adapter", action="store_true",
+                       help="store the adapter even if it does not lower rate + lambda x distortion "
+                            "(by default such an adapter is dropped and the file is a plain Gaussian stream)")
 
 
 def _add_codec_options(parser: argparse.ArgumentParser) -> None:
@@ -215,6 +250,8 @@ def _add_codec_options(parser: argparse.ArgumentParser) -> None:
                         help="fitting effort (default: medium)")
     parser.add_argument("--gaussians", type=positive_int, help="Gaussians per frame (preset default: 3000)")
     parser.add_argument("--gop", type=positive_int, help="maximum frames between key frames (default: 16)")
+    parser.add_argument("--device", help="where Gaussians are fitted and the enhancer trains: cpu, cuda or cuda:N "
+                                         "(default: cuda when available)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -271,12 +308,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="encode and decode the bundled clip",
                           description="Encode the bundled Big Buck Bunny clip (320x180, 16 frames) with GFix "
                                       "(Gaussian codec + enhancer on a tiny stand-in for SD-Turbo), decode it, "
-                                      "and print size, bitrate, PSNR and MS-SSIM with and without enhancement.")
+                                      "and print size, bitrate, PSNR, MS-SSIM, LPIPS and VMAF with and without "
+                                      "enhancement.")
     demo.add_argument("--out", default="gfix-out", help="output folder (default: gfix-out)")
     demo.add_argument("--no-enhance", action="store_true", help="Gaussian codec only (skip the enhancer)")
     demo.add_argument("--base", help="SD-Turbo directory (default: the tiny pretrained stand-in)")
-    demo.add_argument("--enhance-steps", type=int, default=300, help="enhancer training steps (default: 300)")
-    demo.add_argument("--patch", type=int, default=64, help="enhancer patch size (default: 64)")
+    demo.add_argument("--enhance-steps", type=positive_int, help="enhancer training steps (default: the base's)")
+    demo.add_argument("--patch", type=positive_int, help="enhancer patch side (default: the base's)")
+    demo.add_argument("--rate-point", type=int, choices=[1, 2, 3, 4, 5], default=3,
+                      help="enhancer lambda preset (default: 3)")
     _add_codec_options(demo)
     demo.set_defaults(func=_cmd_demo)
 

@@ -40,6 +40,7 @@ QUICK_GS = SequenceConfig(key_iterations=60, p_iterations=10, qat_iterations=10)
 def _no_weight_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("GFIX_LPIPS", "GFIX_FID_WEIGHTS", "GFIX_BASE"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GFIX_LPIPS_ALEX", "/nonexistent/lpips_alex.pt")  # nor the installed weights
 
 
 def _point(codec: str, kbps: float, **scores: float | None) -> RatePointResult:
@@ -239,8 +240,9 @@ def test_report_with_gfix_on_the_tiny_base(small_clip: Path, tmp_path: Path) -> 
     document = json.loads(result.json_path.read_text())
     gfix = [p for p in document["points"] if p["codec"] == "gfix"]
     gs = [p for p in document["points"] if p["codec"] == "gs"]
-    assert len(gfix) == 2 and all(p["params"]["adapter_bytes"] > 0 for p in gfix)
-    # Same Gaussian stream plus the adapter: GFix's file is the larger one.
+    assert len(gfix) == 2
+    assert all((p["params"]["adapter_bytes"] > 0) == bool(p["params"]["adapter_kept"]) for p in gfix)
+    # Same Gaussian stream plus the adapter (or the note why it was dropped): GFix's file is the larger one.
     assert all(g["bytes"] > s["bytes"] for g, s in zip(gfix, gs))
     assert any("tiny stand-in" in note for note in document["notes"])
     assert isinstance(GFixAnchor.with_tiny_base(tmp_path / "tiny"), GFixAnchor)

@@ -64,7 +64,8 @@ def test_onnx_graph_is_valid_and_free_of_adapter_ops(exported):
     onnx.checker.check_model(model)
     inferred = onnx.shape_inference.infer_shapes(model)
     output = inferred.graph.output[0].type.tensor_type.shape.dim
-    assert [d.dim_value for d in output[1:]] == [3, 32, 32]
+    # Channels fixed; batch, height and width symbolic (tiles are multiples of 8 up to the patch).
+    assert output[1].dim_value == 3 and all(d.dim_param and not d.dim_value for d in (output[0], output[2], output[3]))
     names = initializer_names(result.path)
     assert not any(n.endswith((".M", ".A", ".B", ".delta")) or ".base." in n for n in names)
 
@@ -77,6 +78,14 @@ def test_onnxruntime_matches_pytorch(exported):
     for batch in (1, 3):
         out = session.run(None, {"rendered": x[:batch].numpy()})[0]
         assert np.abs(out - reference[:batch].numpy()).max() <= 1e-4
+    # Tiles smaller than the patch, and not square: a frame within the patch bound goes in one pass.
+    folded = exported[0]
+    for height, width in ((16, 32), (32, 24), (8, 8)):
+        tile = torch.rand(2, 3, height, width, generator=torch.Generator().manual_seed(height * width))
+        out = session.run(None, {"rendered": tile.numpy()})[0]
+        with torch.no_grad():
+            expected = folded(tile).numpy()
+        assert out.shape == (2, 3, height, width) and np.abs(out - expected).max() <= 1e-4
 
 
 def test_refit_name_map_is_complete(exported):
@@ -115,6 +124,20 @@ def test_backends_agree(base_dir):
     assert create_backend("auto", enhancer, b"payload-a", digest, torch.device("cpu")).name == "onnxruntime"
     with pytest.raises(ValueError, match="backend must be one of"):
         create_backend("tvm", enhancer, b"x", digest, torch.device("cpu"))
+
+
+def test_auto_picks_onnxruntime_on_a_gpu_only_with_its_gpu_providers(monkeypatch):
+    from gfix_sdk.runtime import backends
+
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(backends, "onnxruntime_providers", lambda: ["CPUExecutionProvider"])
+    assert "onnxruntime" not in available_backends(cuda)  # the CPU build would run on the host
+    assert available_backends(torch.device("cpu"))[:2] == ["onnxruntime", "torch"]
+    for gpu in ("CUDAExecutionProvider", "TensorrtExecutionProvider"):
+        monkeypatch.setattr(backends, "onnxruntime_providers", lambda gpu=gpu: [gpu, "CPUExecutionProvider"])
+        assert "onnxruntime" in available_backends(cuda)
+    monkeypatch.setattr(backends, "onnxruntime_providers", lambda: [])  # not installed
+    assert available_backends(torch.device("cpu")) == ["torch"]
 
 
 def test_onnx_refit_gives_another_videos_model(exported, base_dir, tmp_path):
@@ -199,7 +222,7 @@ def test_gfix_export_cli_and_decoder_backends(base_dir, tmp_path, capsys):
     encode_frames(frames, path, width=160, height=90, fps=info.fps,
                   config=SequenceConfig(gaussians=300, key_iterations=60, p_iterations=15), progress=False,
                   enhance=EnhanceSettings(base=str(base_dir), adapter=AdapterConfig(patch=32),
-                                          train=TrainConfig(steps=5), device="cpu"))
+                                          train=TrainConfig(steps=5), device="cpu", always_keep=True))
     out = tmp_path / "export"
     assert export_main([str(path), "--base", str(base_dir), "--out", str(out), "--recipe", "tiny-cpu",
                         "--patch", "32", "--max-batch", "4"]) == 0

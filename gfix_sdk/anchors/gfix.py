@@ -2,8 +2,8 @@
 
 Rate knob: Gaussians per frame, as for :class:`~gfix_sdk.anchors.GaussianAnchor`;
 the enhancer's lambda preset, training steps, learning rate and patch size
-are fixed per anchor (the paper's defaults: 2,000 steps, lr 0.05, 512-pixel
-patches). Each rate point encodes the Gaussian stream, trains the adapter on
+are fixed per anchor (by default the base model's: the paper's 2,000 steps,
+lr 0.05 and 512-pixel patches for SD-Turbo, measured values for the stand-in). Each rate point encodes the Gaussian stream, trains the adapter on
 its decoded frames, stores both in one ``.gfix`` file and decodes it with
 :class:`gfix_sdk.runtime.Decoder` on the same base model, enhanced. Rate
 counts the whole file, adapter included.
@@ -37,10 +37,6 @@ if TYPE_CHECKING:
     from gfix_sdk.enhance.pipeline import EnhanceSettings
     from gfix_sdk.gaussians.sequence import SequenceConfig
 
-# Settings that suit the tiny stand-in on a CPU (as `gfix demo` and `bench gfix` use).
-TINY_DEFAULTS = {"steps": 300, "patch": 64, "rate_point": 2}
-
-
 class GFixAnchor:
     """GFix swept over Gaussians per frame; see the module doc.
 
@@ -48,16 +44,15 @@ class GFixAnchor:
         base: local diffusers base-model directory (SD-Turbo); None reads
             ``$GFIX_BASE``.
         preset, gop: the Gaussian codec's settings (as :class:`GaussianAnchor`).
-        steps: adapter training steps (paper: 2000).
+        steps: adapter training steps (None: the base's default; paper: 2000).
         rate_point: lambda preset 1 (fewest adapter bits) .. 5
             (:data:`gfix_sdk.enhance.train.LAMBDA_PRESETS`).
         lmbda: distortion weight; overrides ``rate_point``.
-        lr: adapter learning rate (paper: 0.05;
-            :data:`~gfix_sdk.enhance.train.TINY_BASE_LR` for the tiny base).
-        patch: training patch side, a multiple of 8 (paper: 512).
+        lr: adapter learning rate (None: the base's default; paper: 0.05).
+        patch: patch side, a multiple of 8 (None: the base's default; paper: 512).
         adapter: ``"mlora"`` (GFix) or ``"lora"`` (the ablation).
         lpips_weights: LPIPS-VGG weights for Difix's training loss (None:
-            L2 + MS-SSIM).
+            the installed ones; see :func:`gfix_sdk.enhance.losses.make_loss`).
         device: where the enhancer trains and decodes (None: CUDA when available).
         backend: the decoder's enhancer backend (``"torch"``, the default,
             decodes exactly what the encoder evaluated; ``"auto"``,
@@ -74,11 +69,11 @@ class GFixAnchor:
         *,
         preset: str | SequenceConfig = "medium",
         gop: int | None = None,
-        steps: int = 2000,
+        steps: int | None = None,
         rate_point: int = 3,
         lmbda: float | None = None,
-        lr: float = 0.05,
-        patch: int = 512,
+        lr: float | None = None,
+        patch: int | None = None,
         adapter: str = "mlora",
         lpips_weights: str | os.PathLike[str] | None = None,
         device: str | None = None,
@@ -103,8 +98,9 @@ class GFixAnchor:
             config = replace(config, gop=positive_int(gop, "gop"))
         self.config: SequenceConfig = config
         self.rate_point = rate_point
-        self.adapter_config = AdapterConfig(mode=adapter, patch=positive_int(patch, "patch"))
-        self.train_config = TrainConfig(steps=positive_int(steps, "steps"), lmbda=float(lmbda), lr=float(lr),
+        self.adapter_config = AdapterConfig(mode=adapter, patch=None if patch is None else positive_int(patch, "patch"))
+        self.train_config = TrainConfig(steps=None if steps is None else positive_int(steps, "steps"),
+                                        lmbda=float(lmbda), lr=None if lr is None else float(lr),
                                         lpips_weights=None if lpips_weights is None else str(lpips_weights))
         self.device = device
         self.backend = backend
@@ -112,19 +108,12 @@ class GFixAnchor:
 
     @classmethod
     def with_tiny_base(cls, directory: str | os.PathLike[str], **options: object) -> GFixAnchor:
-        """An anchor on the shipped tiny stand-in, installed into ``directory``.
-
-        Defaults suited to it on a CPU: 300 steps, 64-pixel patches, lambda
-        preset 2 and ``lr = TINY_BASE_LR`` (0.005; the paper's 0.05 lets the
-        adapter grow far beyond what the rate term holds on this model).
-        ``options`` override them and set the other arguments.
-        """
+        """An anchor on the shipped tiny stand-in, installed into ``directory``
+        (its own recorded patch, learning rate and steps apply unless ``options``
+        override them; ``options`` set the other arguments too)."""
         from gfix_sdk.enhance.tiny import install_tiny_base
-        from gfix_sdk.enhance.train import TINY_BASE_LR
 
-        base = install_tiny_base(Path(directory))
-        settings: dict[str, object] = {**TINY_DEFAULTS, "lr": TINY_BASE_LR, **options}
-        return cls(base, **settings)  # type: ignore[arg-type]
+        return cls(install_tiny_base(Path(directory)), **options)  # type: ignore[arg-type]
 
     def settings(self) -> EnhanceSettings:
         """The enhancer settings every rate point uses."""
@@ -151,11 +140,16 @@ class GFixAnchor:
                                                  device=device, backend=self.backend, progress=self.progress)
         history = getattr(report.training, "history", None) or [{}]
         timestep = history[-1].get("t")
+        decision = report.enhancer_decision
         params: dict[str, int | float | str] = {
-            "gaussians": int(gaussians), "preset": self.preset_name, "steps": self.train_config.steps,
-            "lambda": self.train_config.lmbda, "lr": self.train_config.lr, "patch": self.adapter_config.patch,
+            "gaussians": int(gaussians), "preset": self.preset_name, "lambda": self.train_config.lmbda,
             "adapter": self.adapter_config.mode, "adapter_bytes": int(report.enhancer_bytes),
+            "adapter_kept": int(bool(decision is not None and decision.kept)),
         }
+        for name, value in (("steps", self.train_config.steps), ("lr", self.train_config.lr),
+                            ("patch", self.adapter_config.patch)):
+            if value is not None:
+                params[name] = value
         if timestep is not None:
             params["t"] = float(timestep)
         return EncodedClip(codec=self.name, data=data, num_bytes=len(data), decoded=decoded, fps=fps,

@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", help="base model directory (default: the tiny pretrained stand-in)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--patch", type=int, default=64)
+    parser.add_argument("--patch", type=int, help="enhancer patch bound (default: the base's)")
     parser.add_argument("--gaussians", type=int, default=3000)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--backends", nargs="+", help="default: every backend available on the device")
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gfix_sdk.bitstream.encode import encode_frames
     from gfix_sdk.enhance.model import AdapterConfig
     from gfix_sdk.enhance.pipeline import EnhanceSettings, enhance_frame
-    from gfix_sdk.enhance.train import TINY_BASE_LR, TrainConfig
+    from gfix_sdk.enhance.train import TrainConfig
     from gfix_sdk.gaussians.code import decode_frame
     from gfix_sdk.gaussians.quantize import dequantize
     from gfix_sdk.gaussians.reconstruct import to_uint8
@@ -82,11 +82,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         encode_frames(frames, path, width=info.width, height=info.height, fps=info.fps,
                       config=replace(PRESETS["fast"], gaussians=args.gaussians), progress=False,
                       enhance=EnhanceSettings(base=base, adapter=AdapterConfig(patch=args.patch),
-                                              train=TrainConfig(steps=20, lr=TINY_BASE_LR), device=args.device))
+                                              train=TrainConfig(steps=20), device=args.device,
+                                              always_keep=True))  # a short training: keep it to time it
         for name in backends:
             start = time.perf_counter()
             with Decoder.open(path, base=base, device=device, backend=name) as dec:
                 open_s = time.perf_counter() - start
+                results["patch"], results["overlap"] = dec._tiles
                 spec, ref = dec.quant_spec, None
                 stage: dict[str, list[float]] = {"entropy": [], "rasterize": [], "enhance": []}
                 for i in range(len(dec)):
@@ -95,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     t1 = time.perf_counter()
                     image = to_uint8(dequantize(q, spec, info.height, info.width).to(device).render())
                     t2 = time.perf_counter()
-                    enhance_frame(dec._backend, image, dec._patch)
+                    enhance_frame(dec._backend, image, *dec._tiles)
                     t3 = time.perf_counter()
                     ref = q
                     if i:  # frame 0 warms up allocators and kernels
@@ -125,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = [[name, r["open_s"], r["entropy_ms"], r["rasterize_ms"], r["enhance_ms"], r["sequential_total_ms"],
              r["pipelined_ms"], r["fps"]] for name, r in results["backends"].items()]
     print(f"\nGFix decode, bundled clip {info.width}x{info.height}, {args.gaussians} Gaussians/frame, patch "
-          f"{args.patch}, device {device}, base {'tiny stand-in' if args.base is None else args.base}")
+          f"{results['patch']}, device {device}, base {'tiny stand-in' if args.base is None else args.base}")
     print(format_table(["backend", "open s", "entropy ms", "raster ms", "enhance ms", "sum ms", "pipelined ms",
                         "fps"], rows))
     timings = results["backends"]

@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gfix_sdk.bench export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", help="base model directory (default: the tiny pretrained stand-in)")
-    parser.add_argument("--patch", type=int, default=64, help="patch side of the exported graph (default: 64)")
+    parser.add_argument("--patch", type=int, help="patch bound of the exported graph (default: the base's)")
     parser.add_argument("--max-batch", type=int, default=8, help="largest patch batch of the graph (default: 8)")
     parser.add_argument("--gaussians", type=int, default=2000, help="Gaussians per frame of the two videos")
     parser.add_argument("--json", metavar="PATH", help="also write the JSON record here")
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gfix_sdk.bitstream.reader import GFixReader
     from gfix_sdk.enhance.model import AdapterConfig
     from gfix_sdk.enhance.pipeline import EnhanceSettings, load_enhancer
-    from gfix_sdk.enhance.train import TINY_BASE_LR, TrainConfig
+    from gfix_sdk.enhance.train import TrainConfig
     from gfix_sdk.export import FoldedEnhancer, export_onnx, refit_onnx, weights_layout
     from gfix_sdk.export.onnx_export import INPUT_NAME, refit_name_map
     from gfix_sdk.gaussians.sequence import PRESETS
@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             base = str(install_tiny_base(Path(tmp) / "tiny_sd"))
         settings = EnhanceSettings(base=base, adapter=AdapterConfig(patch=args.patch),
-                                   train=TrainConfig(steps=20, lr=TINY_BASE_LR), device="cpu")
+                                   train=TrainConfig(steps=20), device="cpu", always_keep=True)
         exports = {}
         for name, clip in halves.items():
             path = Path(tmp) / f"{name}.gfix"
@@ -103,7 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 payload = reader.enhancer()
             times: dict[str, float] = {}
             (enhancer, coded), times["load"] = _timed(lambda: load_enhancer(payload, base, "cpu"))
-            patches = torch.rand(min(4, args.max_batch), 3, args.patch, args.patch,
+            patch = coded.config.patch
+            patches = torch.rand(min(4, args.max_batch), 3, patch, patch,
                                  generator=torch.Generator().manual_seed(0))
             with torch.no_grad():
                 reference = enhancer(patches).clamp(0, 1)  # the exported graph clamps its output
@@ -133,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if trt_missing is None:
             from gfix_sdk.export.tensorrt_engine import TensorRTEngine, build_engine, engine_key
 
-            key = engine_key(coded_a.base_hash, args.patch, (1, args.max_batch, args.max_batch), True,
+            key = engine_key(coded_a.base_hash, coded_a.config.patch, (1, args.max_batch, args.max_batch), True,
                              weights_layout(folded_b.folded_weights()))
             engine_bytes, trt_ms["build A"] = _timed(lambda: build_engine(onnx_a.path, key))
             engine_path = Path(tmp) / "A.engine"
@@ -150,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if trt_missing is None:
         rows.append(["tensorrt build / refit", trt_ms["build A"], trt_ms["refit B"]])
         rows.append(["tensorrt rebuild", "", trt_ms["rebuild B"]])
-    print(f"\nGFix export, base {'tiny stand-in' if args.base is None else args.base}, patch {args.patch}, "
+    print(f"\nGFix export, base {'tiny stand-in' if args.base is None else args.base}, patch {patch}, "
           f"batch <= {args.max_batch}, {record['A']['folded_weights']} folded weights, "
           f"ONNX {record['A']['onnx_bytes'] / 1e6:.1f} MB")
     print(format_table(["stage", "video A ms", "video B ms"], rows))

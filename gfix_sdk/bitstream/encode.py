@@ -9,10 +9,11 @@ written (a failed or interrupted encode leaves nothing behind).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from gfix_sdk import __version__
 from gfix_sdk.bitstream.format import SectionType
 from gfix_sdk.bitstream.header import StreamHeader
 from gfix_sdk.bitstream.writer import GFixWriter
-from gfix_sdk.enhance.pipeline import EnhanceSettings, enhance_frame, enhancer_runner, fit_adapter
+from gfix_sdk.enhance.pipeline import EnhanceSettings, fit_adapter
 from gfix_sdk.gaussians.code import encode_stream_info
 from gfix_sdk.gaussians.sequence import CodedFrame, SequenceConfig, SequenceEncoder
 from gfix_sdk.io import open_video
@@ -42,11 +43,15 @@ class EncodeReport:
     num_bytes: int  #: size of the whole file
     payload_bytes: int  #: bytes of Gaussian frame payloads (excluding container overhead)
     seconds: float  #: wall time of the encode
+    device: str = "cpu"  #: where the Gaussians were fitted
     frame_psnr: list[float] = field(default_factory=list)  #: per-frame PSNR of the Gaussian reconstruction, dB
     key_frames: list[int] = field(default_factory=list)  #: indices of key frames
-    enhancer_bytes: int = 0  #: size of the ENHANCER section payload (0: no enhancer)
+    enhancer_bytes: int = 0  #: size of the ENHANCER section payload (0: no enhancer in the file)
     enhanced_psnr: list[float] = field(default_factory=list)  #: per-frame PSNR after enhancement, dB
     training: object | None = None  #: the enhancer's TrainResult, when one was trained
+    #: The do-no-harm decision (an AdapterDecision), when an enhancer was trained:
+    #: ``decision.kept`` says whether the file holds it, ``decision.reason`` why.
+    enhancer_decision: object | None = None
 
     @property
     def bitrate_kbps(self) -> float:
@@ -84,6 +89,7 @@ def encode_frames(
     on_frame: Callable[[CodedFrame], None] | None = None,
     enhance: EnhanceSettings | None = None,
     on_enhanced: Callable[[int, torch.Tensor], None] | None = None,
+    device: str | torch.device | None = None,
 ) -> EncodeReport:
     """Encode RGB uint8 frames of ``height x width`` into ``output``.
 
@@ -98,14 +104,19 @@ def encode_frames(
         enhance: also train GFix's enhancer adapter and store it in the file
             (needs a local base model, see :mod:`gfix_sdk.enhance.base`). The
             original and decoded frames are kept in memory for training.
-        on_enhanced: called with ``(index, enhanced uint8 frame)`` after training.
+        on_enhanced: called with ``(index, enhanced uint8 frame)`` after training,
+            when the adapter is kept.
+        device: where the Gaussians are fitted ("cpu", "cuda", "cuda:1"; default:
+            CUDA when available); also the enhancer's unless ``enhance.device`` says otherwise.
     """
     rate = fps_fraction(fps)
     header = StreamHeader(width=width, height=height, fps_num=rate.numerator,
                           fps_den=rate.denominator, frame_count=total or 0)
-    encoder = SequenceEncoder(config, height, width)
+    encoder = SequenceEncoder(config, height, width, device=device)
+    if enhance is not None and enhance.device is None:
+        enhance = replace(enhance, device=str(encoder.device))
     report = EncodeReport(path=Path(output), width=width, height=height, fps=float(rate),
-                          num_frames=0, num_bytes=0, payload_bytes=0, seconds=0.0)
+                          num_frames=0, num_bytes=0, payload_bytes=0, seconds=0.0, device=str(encoder.device))
     start = time.perf_counter()
     with GFixWriter(output, header) as writer:
         writer.write_section(
@@ -139,20 +150,26 @@ def encode_frames(
 
 
 def _add_enhancer(writer, report, originals, rendered, settings, progress, on_enhanced) -> None:
-    """Train the adapter on the decoded Gaussian frames, store it, and score
-    the enhanced frames exactly as the decoder will produce them."""
+    """Train the adapter on the decoded Gaussian frames, score the enhanced
+    frames exactly as the decoder will produce them, and store the adapter
+    only if it lowers rate + lambda x distortion (the reason goes into the
+    file's METADATA either way)."""
     from gfix_sdk.gaussians.fit import psnr
 
     fitted = fit_adapter(originals, rendered, settings, progress=progress)
+    decision = fitted.decision
+    report.training = fitted.result
+    report.enhancer_decision = decision
+    writer.write_section(SectionType.METADATA, json.dumps({"enhancer": decision.to_json()}).encode("utf-8"))
+    if not decision.kept:
+        return
     writer.write_section(SectionType.ENHANCER, fitted.payload)
     report.enhancer_bytes = len(fitted.payload)
-    report.training = fitted.result
-    run = enhancer_runner(fitted.enhancer)
-    for index, (frame, original) in enumerate(zip(rendered, originals)):
-        enhanced = enhance_frame(run, torch.from_numpy(frame), fitted.enhancer.config.patch).cpu()
-        report.enhanced_psnr.append(psnr(enhanced.float() / 255, torch.from_numpy(original).float() / 255))
+    for index, (enhanced, original) in enumerate(zip(fitted.enhanced, originals)):
+        report.enhanced_psnr.append(psnr(torch.from_numpy(enhanced).float() / 255,
+                                         torch.from_numpy(original).float() / 255))
         if on_enhanced is not None:
-            on_enhanced(index, enhanced)
+            on_enhanced(index, torch.from_numpy(enhanced))
 
 
 def encode_video(
@@ -167,9 +184,11 @@ def encode_video(
     progress: bool = True,
     on_frame: Callable[[CodedFrame], None] | None = None,
     enhance: EnhanceSettings | None = None,
+    device: str | torch.device | None = None,
 ) -> EncodeReport:
     """Encode a video file (anything :func:`gfix_sdk.io.open_video` reads) into
-    ``output``; with ``enhance`` also train and store GFix's enhancer."""
+    ``output``; with ``enhance`` also train GFix's enhancer and store it when it
+    helps. ``device`` as for :func:`encode_frames`."""
     with open_video(source, size=size, fps=fps, bit_depth=bit_depth, max_frames=max_frames) as video:
         info = video.info
         total = info.num_frames
@@ -177,5 +196,5 @@ def encode_video(
             total = min(total, max_frames)
         return encode_frames(video, output, width=info.width, height=info.height, fps=info.fps,
                              config=config, total=total, progress=progress, on_frame=on_frame,
-                             enhance=enhance)
+                             enhance=enhance, device=device)
 

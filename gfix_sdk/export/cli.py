@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> dict:
     with GFixReader(args.video) as reader:
         payload = reader.enhancer()
     if payload is None:
-        raise GFixError(f"{args.video} has no enhancer adapter (encode it with `gfix encode --enhance`)")
+        raise GFixError(f"{args.video} has no enhancer adapter: it was encoded without --enhance, or the "
+                        "encoder dropped an adapter that did not help (`gfix info` says why)")
     enhancer, coded = load_enhancer(payload, args.base, "cpu")
     enhancer.config = dataclasses.replace(enhancer.config, patch=patch)  # the graph is fully convolutional
     folded = FoldedEnhancer(enhancer, inplace=True)  # the enhancer is not needed afterwards
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> dict:
 
         from gfix_sdk.export.onnx_refit import weights_layout
         from gfix_sdk.export.tensorrt_engine import TensorRTEngine, cached_engine, engine_key
-        from gfix_sdk.runtime.backends import cache_root
+        from gfix_sdk.paths import cache_root
 
         key = engine_key(coded.base_hash, patch, batch, fp16, weights_layout(folded.folded_weights()))
         engine_path = cached_engine(cache_root() / "tensorrt", result.path, key)

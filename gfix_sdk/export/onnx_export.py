@@ -2,8 +2,10 @@
 
 One graph holds the whole single-step enhancer (VAE encoder -> U-Net ->
 closed-form x0 -> VAE decoder with skips); input ``rendered`` and output
-``enhanced`` are ``(batch, 3, patch, patch)`` float32 in [0, 1], with a fixed
-patch and a batch dimension bounded to ``[1, max_batch]``.
+``enhanced`` are ``(batch, 3, height, width)`` float32 in [0, 1], with the
+batch bounded to ``[1, max_batch]`` and height and width multiples of 8 up to
+the patch (the tiles :mod:`gfix_sdk.enhance.tiling` cuts: a frame within the
+patch bound goes through in one pass at its own size).
 
 The exporter's own graph optimiser is *off*: it would fold ``Transpose(W)``
 of every Linear weight into a new anonymous initializer, and TensorRT's refit
@@ -34,7 +36,7 @@ class OnnxExport:
     """What :func:`export_onnx` wrote."""
 
     path: Path  #: the .onnx file (external data, if any, beside it)
-    patch: int  #: patch side in pixels
+    patch: int  #: largest tile side in pixels (height and width are dynamic multiples of 8 up to it)
     max_batch: int  #: largest batch the graph accepts
     opset: int
     num_bytes: int  #: model file plus external data
@@ -59,13 +61,18 @@ def export_onnx(
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    example = torch.rand(min(2, max_batch), 3, model.patch, model.patch)
+    patch = model.patch
+    # Height and width differ in the example, so that the exporter keeps them
+    # as two symbols (equal example sizes would be traced as one).
+    example = torch.rand(min(2, max_batch), 3, patch, patch - 8 if patch > 8 else patch)
     batch = torch.export.Dim("batch", min=1, max=max_batch)
+    rows = torch.export.Dim("rows8", min=1, max=patch // 8)
+    cols = torch.export.Dim("cols8", min=1, max=patch // 8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exporter chatter about optional torchvision ops
         torch.onnx.export(model, (example,), str(out), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           opset_version=opset, dynamo=True, optimize=False, external_data=True,
-                          dynamic_shapes=({0: batch},))
+                          dynamic_shapes=({0: batch, 2: 8 * rows, 3: 8 * cols},))
     # Path-based checks also work for models with external data (> 2 GB).
     onnx.checker.check_model(str(out), full_check=False)
     onnx.shape_inference.infer_shapes_path(str(out), str(out.with_suffix(".inferred.onnx")))

@@ -93,8 +93,10 @@ def build_engine(onnx_path: str | os.PathLike[str], key: EngineKey, *, workspace
         config.set_flag(trt.BuilderFlag.FP16)
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * 1024**3))
     profile = builder.create_optimization_profile()
-    shape = lambda b: (b, 3, key.patch, key.patch)  # noqa: E731
-    profile.set_shape(INPUT_NAME, shape(key.min_batch), shape(key.opt_batch), shape(key.max_batch))
+    # Tiles are multiples of 8 up to the patch on each side (a frame within the
+    # patch bound goes through at its own size); optimised for whole patches.
+    profile.set_shape(INPUT_NAME, (key.min_batch, 3, 8, 8), (key.opt_batch, 3, key.patch, key.patch),
+                      (key.max_batch, 3, key.patch, key.patch))
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -149,7 +151,7 @@ class TensorRTEngine:
             raise GFixError("TensorRT refit failed")
 
     def infer(self, patches: torch.Tensor) -> torch.Tensor:
-        """Run ``(B, 3, P, P)`` float32 CUDA patches through the engine."""
+        """Run ``(B, 3, h, w)`` float32 CUDA tiles (multiples of 8 up to the patch) through the engine."""
         patches = patches.to("cuda", torch.float32).contiguous()
         out = torch.empty_like(patches)
         self.context.set_input_shape(INPUT_NAME, tuple(patches.shape))

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from gfix_sdk.enhance.model import Enhancer
+from gfix_sdk.paths import cache_root
 
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 ONNX_OPSET = 18
@@ -45,16 +46,28 @@ class EnhancerBackend(Protocol):
     def close(self) -> None: ...
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("GFIX_CACHE", Path.home() / ".cache" / "gfix"))
+def onnxruntime_providers() -> list[str]:
+    """Execution providers of the installed onnxruntime ([] when it is not installed)."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        return []
+    import onnxruntime
+
+    return list(onnxruntime.get_available_providers())
 
 
 def available_backends(device: torch.device) -> list[str]:
-    """Backends that can run on ``device`` in this environment, fastest first."""
+    """Backends that run on ``device`` in this environment, fastest first.
+
+    On a CUDA device ONNX Runtime counts only with its CUDA or TensorRT
+    execution provider (the ``onnxruntime-gpu`` package, ``pip install
+    "gfix-sdk[gpu]"``): the CPU build would run the enhancer on the host, far
+    slower than PyTorch on the GPU."""
     found = []
     if device.type == "cuda" and importlib.util.find_spec("tensorrt") is not None:
         found.append("tensorrt")
-    if importlib.util.find_spec("onnxruntime") is not None:
+    providers = onnxruntime_providers()
+    gpu_providers = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
+    if providers and (device.type != "cuda" or gpu_providers & set(providers)):
         found.append("onnxruntime")
     found.append("torch")
     return found

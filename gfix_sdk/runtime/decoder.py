@@ -37,6 +37,8 @@ class StreamInfo:
     enhancer_bytes: int = 0  #: size of that adapter's payload
     enhanced: bool = False  #: frames from this decoder are enhanced
     backend: str | None = None  #: enhancer backend in use ("torch", "onnxruntime", "tensorrt")
+    #: The encoder's word on the enhancer (why it kept or dropped the adapter); "" when none was trained.
+    enhancer_note: str = ""
 
     @property
     def duration_seconds(self) -> float:
@@ -136,14 +138,15 @@ class Decoder:
             if header.frame_count and (not keys or keys[0] != 0):
                 raise self._reader_error("the first frame is not a key frame")
             adapter = self._reader.enhancer()
+            metadata = self._reader.metadata()
             self._backend = None
-            self._patch = 0
+            self._tiles = (0, 0)  # the enhancer's patch and overlap
             if adapter is not None and enhance:
                 from gfix_sdk.enhance.pipeline import load_enhancer
                 from gfix_sdk.runtime.backends import create_backend
 
                 enhancer, coded = load_enhancer(adapter, base, self._device)
-                self._patch = coded.config.patch
+                self._tiles = (coded.config.patch, coded.config.overlap)
                 self._backend = create_backend(backend, enhancer, adapter, coded.base_hash, self._device)
         except BaseException:
             self._reader.close()
@@ -155,6 +158,8 @@ class Decoder:
             has_enhancer=adapter is not None, enhancer_bytes=len(adapter) if adapter else 0,
             enhanced=self._backend is not None,
             backend=self._backend.name if self._backend is not None else None,
+            enhancer_note=str(metadata.get("enhancer", {}).get("reason", "")) if isinstance(
+                metadata.get("enhancer"), dict) else "",
         )
         self._prefetch = max(1, prefetch)
         # The last decoded frame, so that sequential access never re-decodes.
@@ -234,7 +239,7 @@ class Decoder:
             return image
         from gfix_sdk.enhance.pipeline import enhance_frame
 
-        return enhance_frame(self._backend, image, self._patch).to(image.device)
+        return enhance_frame(self._backend, image, *self._tiles).to(image.device)
 
     def __getitem__(self, index: int) -> np.ndarray:
         if not isinstance(index, (int, np.integer)) or isinstance(index, bool):

@@ -1,0 +1,38 @@
+"""Benchmark entry points that can be checked cheaply (the benchmarks themselves are not tests)."""
+
+import json
+
+import pytest
+import torch
+
+from gfix_sdk.bench.__main__ import main as bench_main
+
+
+def test_bench_lists_every_benchmark(capsys):
+    assert bench_main([]) == 0
+    listing = capsys.readouterr().out
+    for name in ("raster", "codec", "rd", "decode", "export", "gfix", "gpu"):
+        assert f"  {name} " in listing
+    assert bench_main(["nope"]) == 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU path")
+def test_gpu_check_without_a_gpu_says_so_and_succeeds(capsys, tmp_path):
+    out = tmp_path / "gpu.json"
+    assert bench_main(["gpu", "--json", str(out)]) == 0
+    assert "GPU check skipped: PyTorch sees no CUDA device" in capsys.readouterr().out
+    record = json.loads(out.read_text())
+    assert record["ran"] is False and "CUDA" in record["reason"]
+
+
+def test_gfix_bench_targets_are_judged_from_the_points():
+    from gfix_sdk.bench.gfix import _targets
+
+    points = [{"codec": "gaussian", "gaussians": 1000, "psnr": 26.5}, {"codec": "gfix", "gaussians": 1000, "psnr": 26.2},
+              {"codec": "gaussian", "gaussians": 2000, "psnr": 28.4}, {"codec": "gfix", "gaussians": 2000, "psnr": 27.8}]
+    verdicts = {what.split()[0]: (shown, ok) for what, shown, ok in _targets(points, {"lpips": -30.0, "vmaf": 7.5})}
+    assert verdicts["LPIPS"] == ("-30.0 %", True)
+    assert verdicts["VMAF"] == ("+7.5 %", False)
+    assert verdicts["PSNR"] == ("+0.60 dB (worst)", False)  # 28.4 - 27.8 at N=2000
+    missing = {what.split()[0]: ok for what, _, ok in _targets(points, {"lpips": "n/a (no overlap)"})}
+    assert missing["LPIPS"] is None and missing["VMAF"] is None
