@@ -7,6 +7,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -116,6 +118,23 @@ py::dict build_info() {
   return d;
 }
 
+// The discrete Laplace table's decay T(0) = peak, T(d + 1) = max(1, T(d) * ratio_q >> 16)
+// for d < reach: an exact integer recursion (encoder and decoder must agree to
+// the last unit), thousands of steps for wide channels - too slow in Python.
+py::array_t<int64_t> laplace_decay(int64_t peak, int64_t ratio_q, int64_t reach) {
+  if (peak < 1 || peak > (int64_t{1} << 40)) throw std::invalid_argument("peak must lie in [1, 2^40]");
+  if (ratio_q <= 0 || ratio_q >= (1 << 16)) throw std::invalid_argument("ratio_q must lie in (0, 65536)");
+  if (reach < 0) throw std::invalid_argument("reach must be >= 0");
+  py::array_t<int64_t> out(reach);
+  int64_t* decay = out.mutable_data();
+  int64_t value = peak;
+  for (int64_t d = 0; d < reach; ++d) {
+    decay[d] = value;
+    if (value > 1) value = std::max<int64_t>(1, (value * ratio_q) >> 16);
+  }
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -129,5 +148,7 @@ PYBIND11_MODULE(_C, m) {
         py::arg("grad_means").noconvert(), py::arg("grad_chol").noconvert(),
         py::arg("grad_colors").noconvert(), py::arg("num_threads") = 0,
         "Gradients of sum(out * grad_out) w.r.t. means, chol and colors.");
+  m.def("laplace_decay", &laplace_decay, py::arg("peak"), py::arg("ratio_q"), py::arg("reach"),
+        "Integer decay table of the entropy coder's discrete Laplace (gfix_sdk.coding.symbols).");
   m.def("build_info", &build_info, "How this module was compiled.");
 }

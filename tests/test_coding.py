@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gfix_sdk.coding import ByteReader, ByteWriter, decode_symbols, encode_symbols
-from gfix_sdk.coding.symbols import Model, laplace_table
+from gfix_sdk.coding.symbols import Model, laplace_decay_reference, laplace_table
 from gfix_sdk.errors import GFixFormatError
 
 RNG = np.random.default_rng(0)
@@ -39,6 +39,19 @@ def test_picks_the_smallest_model():
     assert encode_symbols(CHANNELS["constant"])[0] == Model.CONSTANT
     assert encode_symbols(CHANNELS["uniform"])[0] == Model.RAW
     assert encode_symbols(CHANNELS["laplace"])[0] in (Model.LAPLACE, Model.EMPIRICAL)
+
+
+@pytest.mark.parametrize("ratio_q", [1, 3000, 40000, 65000, 65535])
+def test_native_laplace_decay_matches_the_python_recursion(ratio_q):
+    """The table both ends of the coder rebuild: the native recursion must be
+    the reference's to the last unit (including the floor of 1 and past it)."""
+    from gfix_sdk._native import cpu_module
+
+    reach = 70000
+    native = cpu_module().laplace_decay(1 << 30, ratio_q, reach)
+    np.testing.assert_array_equal(native, laplace_decay_reference(ratio_q, reach))
+    with pytest.raises(ValueError):
+        cpu_module().laplace_decay(1 << 30, 0, 4)
 
 
 def test_laplace_table_is_integer_and_symmetric():

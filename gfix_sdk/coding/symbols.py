@@ -63,17 +63,27 @@ def log_histogram_table(levels: np.ndarray) -> np.ndarray:
 
 def laplace_table(center: int, ratio_q: int, lo: int, hi: int) -> np.ndarray:
     """Integer weights over ``[lo, hi]`` of a discrete Laplace: weight(k) =
-    T(|k - center|) with T(0) = 2^30 and T(d + 1) = max(1, T(d) * ratio_q >> 16)."""
+    T(|k - center|) with T(0) = 2^30 and T(d + 1) = max(1, T(d) * ratio_q >> 16).
+
+    The recursion runs in the native module (exact integers, thousands of steps
+    for a wide channel); :func:`laplace_decay_reference` is its Python twin."""
+    from gfix_sdk._native import cpu_module
+
     distance = np.abs(np.arange(lo, hi + 1, dtype=np.int64) - center)
-    reach = int(distance.max()) + 1
+    decay = cpu_module().laplace_decay(_LAPLACE_PEAK, int(ratio_q), int(distance.max()) + 1)
+    return decay[distance]
+
+
+def laplace_decay_reference(ratio_q: int, reach: int) -> np.ndarray:
+    """The decay T(0..reach-1) of :func:`laplace_table`, one Python step at a time."""
     decay = np.ones(reach, dtype=np.int64)
     value = _LAPLACE_PEAK
-    for d in range(reach):  # exact integer recursion; stops once it hits the floor
+    for d in range(reach):
         decay[d] = value
         if value == 1:
             break
         value = max(1, (value * ratio_q) >> 16)
-    return decay[distance]
+    return decay
 
 
 def laplace_mixture_table(center: int, ratio_narrow: int, ratio_wide: int, weight_q: int, lo: int, hi: int) -> np.ndarray:
