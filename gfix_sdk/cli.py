@@ -22,7 +22,7 @@ EPILOG = """examples:
   gfix encode clip.mp4 -o clip.gfix --enhance --base tiny-sd --rate-point 3   GFix: train the enhancer too
   gfix decode clip.gfix -o out.mp4 --base tiny-sd                             (or --no-enhance)
   gfix params --table                        adapter sizes on SD-Turbo shapes (the paper's Table I)
-  gfix eval bundled --anchors h264,gs,gfix --frames 16 --out eval   RD curves, BD-rate tables, plots
+  gfix eval bundled --anchors h264,h265,av1,gs --frames 16 --out eval   RD curves, BD-rates, plots
 """
 
 

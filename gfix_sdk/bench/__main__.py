@@ -8,7 +8,7 @@ from collections.abc import Sequence
 BENCHMARKS = {
     "raster": ("gfix_sdk.bench.raster", "2D Gaussian rasterizer: native vs PyTorch references"),
     "codec": ("gfix_sdk.bench.codec", "Gaussian codec speed: 1080p frame decode, 384x256 key-frame fit"),
-    "rd": ("gfix_sdk.bench.rd", "rate-distortion on the bundled clip vs x264, with BD-rate"),
+    "rd": ("gfix_sdk.bench.rd", "rate-distortion on the bundled clip vs x264, x265 and SVT-AV1, with BD-rate"),
     "decode": ("gfix_sdk.bench.decode", "GFix per-stage decode latency for each enhancer backend (+ export cost)"),
     "export": ("gfix_sdk.bench.export", "one-off deployment cost per video: load, fold, ONNX, ORT, TensorRT build vs refit"),
     "gfix": ("gfix_sdk.bench.gfix", "GFix (Gaussian codec + enhancer) vs the Gaussian codec alone, equal rate"),

@@ -1,17 +1,24 @@
-"""Rate-distortion of the Gaussian codec against H.264 (x264) on the bundled clip.
+"""Rate-distortion of the Gaussian codec against H.264, HEVC and AV1 on the bundled clip.
 
 Our codec is run at ``--gaussians`` rate points (medium preset); every rate
 point is decoded with :class:`~gfix_sdk.runtime.Decoder` and scored against
-the source. x264 (preset medium, main profile, yuv420p, via PyAV) is swept
-over CRF once; from that sweep the table shows, for each of our points, the
-x264 point of the closest bitrate ("rate-matched") and of the closest quality
-("quality-matched"). BD-rate (Bjøntegaard, piecewise cubic ``pchip``) of ours
-against x264 uses the quality-matched x264 points, so that both curves cover
-the same quality range (at equal bitrate x264's quality is far above ours and
+the source. Each anchor (``--anchors``: x264 preset medium / main profile,
+x265 preset medium / main profile, SVT-AV1 preset 8; all yuv420p, one
+thread, via PyAV) is swept over CRF once; from that sweep the table shows,
+for each of our points, the anchor's point of the closest bitrate
+("rate-matched") and of the closest quality ("quality-matched"). BD-rate
+(Bjøntegaard, piecewise cubic ``pchip``) of ours against each anchor uses
+the quality-matched anchor points, so that both curves cover the same
+quality range (at equal bitrate the anchors' quality is far above ours and
 the curves would not overlap).
 
+Sweeps: x264 every CRF in ``--crf-min..--crf-max`` (10..51); x265 and
+SVT-AV1 every ``--anchor-step``-th CRF (2) of ``--h265-crf-min..max``
+(10..51) and ``--av1-crf-min..max`` (1..63), enough to match our four points
+in rate and quality while keeping the run short.
+
 Rates: ours count the whole ``.gfix`` file (header, index and checksums
-included); x264 counts its elementary-stream bytes (no container).
+included); the anchors count their elementary-stream bytes (no container).
 """
 
 from __future__ import annotations
@@ -55,18 +62,45 @@ def run_ours(frames: np.ndarray, fps: float, gaussians: list[int], preset: str, 
     return points
 
 
-def run_x264(frames: np.ndarray, fps: float, crfs: list[int]) -> list[dict[str, Any]]:
-    from gfix_sdk.anchors.h264 import H264Anchor
-
-    anchor = H264Anchor(threads=1)  # one thread: reproducible bytes
+def run_anchor(frames: np.ndarray, fps: float, name: str, crfs: list[int]) -> list[dict[str, Any]]:
+    """Encode, decode and score ``frames`` at every CRF with the anchor ``name`` (a key of ANCHORS)."""
+    label, make = ANCHORS[name]
+    anchor = make()
     t, h, w = frames.shape[:3]
     points = []
     for crf in crfs:
         clip = anchor.encode(frames, fps, crf=crf)
-        points.append({"codec": "x264", "param": f"CRF={crf}", "bytes": clip.num_bytes,
+        points.append({"codec": label, "param": f"CRF={crf}", "bytes": clip.num_bytes,
                        "kbps": clip.bitrate_kbps, "bpp": 8 * clip.num_bytes / (t * h * w),
                        **_score(frames, clip.decoded)})
     return points
+
+
+def run_x264(frames: np.ndarray, fps: float, crfs: list[int]) -> list[dict[str, Any]]:
+    """:func:`run_anchor` for x264."""
+    return run_anchor(frames, fps, "h264", crfs)
+
+
+def _h264() -> Any:
+    from gfix_sdk.anchors import H264Anchor
+
+    return H264Anchor(threads=1)  # one thread: reproducible bytes
+
+
+def _h265() -> Any:
+    from gfix_sdk.anchors import H265Anchor
+
+    return H265Anchor(threads=1)
+
+
+def _av1() -> Any:
+    from gfix_sdk.anchors import AV1Anchor
+
+    return AV1Anchor(threads=1)
+
+
+# Name on the command line -> (label in the tables and JSON, constructor).
+ANCHORS: dict[str, tuple[str, Any]] = {"h264": ("x264", _h264), "h265": ("x265", _h265), "av1": ("SVT-AV1", _av1)}
 
 
 def _closest(points: list[dict[str, Any]], key: str, value: float, *, log: bool = False) -> dict[str, Any]:
@@ -93,6 +127,14 @@ def _bd(ours: list[dict[str, Any]], anchor: list[dict[str, Any]], metric: str) -
         return f"n/a ({exc})"
 
 
+def _anchor_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ANCHORS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"anchors are a comma-separated subset of {','.join(ANCHORS)}, got {text!r}")
+    return list(dict.fromkeys(names))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gfix_sdk.bench rd", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -100,39 +142,65 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="Gaussians per frame of our rate points (default: 1000 2000 4000 8000)")
     parser.add_argument("--preset", default="medium", choices=["fast", "medium", "slow"])
     parser.add_argument("--frames", type=int, default=16, help="frames of the bundled clip (default: all 16)")
-    parser.add_argument("--crf-min", type=int, default=10)
+    parser.add_argument("--anchors", type=_anchor_list, default=list(ANCHORS),
+                        help="comma-separated anchors among h264,h265,av1 (default: all three)")
+    parser.add_argument("--crf-min", type=int, default=10, help="x264 sweep, every CRF (default: 10..51)")
     parser.add_argument("--crf-max", type=int, default=51)
+    parser.add_argument("--h265-crf-min", type=int, default=10, help="x265 sweep (default: 10..51)")
+    parser.add_argument("--h265-crf-max", type=int, default=51)
+    parser.add_argument("--av1-crf-min", type=int, default=1, help="SVT-AV1 sweep (default: 1..63)")
+    parser.add_argument("--av1-crf-max", type=int, default=63)
+    parser.add_argument("--anchor-step", type=int, default=2,
+                        help="CRF step of the x265 and SVT-AV1 sweeps (default: 2)")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
+    if args.anchor_step < 1:
+        parser.error("--anchor-step must be at least 1")
 
     from gfix_sdk.io import load_bundled_clip
+
+    def sweep_values(name: str) -> list[int]:
+        if name == "h264":
+            return list(range(args.crf_min, args.crf_max + 1))
+        low, high = (args.h265_crf_min, args.h265_crf_max) if name == "h265" else (args.av1_crf_min, args.av1_crf_max)
+        values = list(range(low, high + 1, args.anchor_step))
+        return values + [high] if values and values[-1] != high else values
 
     frames, info = load_bundled_clip(max_frames=args.frames)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         ours = run_ours(frames, info.fps, args.gaussians, args.preset, Path(tmp))
-    sweep = run_x264(frames, info.fps, list(range(args.crf_min, args.crf_max + 1)))
+    sweeps = {name: run_anchor(frames, info.fps, name, sweep_values(name)) for name in args.anchors}
 
-    rows, rate_matched, psnr_matched, ssim_matched = [], [], [], []
+    rows: list[list[Any]] = []
+    matched: dict[str, dict[str, list[dict[str, Any]]]] = {name: {"psnr": [], "ms_ssim": []} for name in sweeps}
     for p in ours:
-        by_rate = _closest(sweep, "kbps", p["kbps"], log=True)
-        by_psnr = _closest(sweep, "psnr", p["psnr"])
-        by_ssim = _closest(sweep, "ms_ssim", p["ms_ssim"])
-        rate_matched.append(by_rate)
-        psnr_matched.append(by_psnr)
-        ssim_matched.append(by_ssim)
-        for label, q in (("ours", p), ("x264 @ same rate", by_rate), ("x264 @ same PSNR", by_psnr)):
-            rows.append([label, q["param"], q["kbps"], q["bpp"], q["psnr"], q["ms_ssim"]])
-    bd_psnr = _bd(ours, psnr_matched, "psnr")
-    bd_ssim = _bd(ours, ssim_matched, "ms_ssim")
+        rows.append(["ours", p["param"], p["kbps"], p["bpp"], p["psnr"], p["ms_ssim"]])
+        for name, sweep in sweeps.items():
+            label = ANCHORS[name][0]
+            by_rate = _closest(sweep, "kbps", p["kbps"], log=True)
+            by_psnr = _closest(sweep, "psnr", p["psnr"])
+            matched[name]["psnr"].append(by_psnr)
+            matched[name]["ms_ssim"].append(_closest(sweep, "ms_ssim", p["ms_ssim"]))
+            for tag, q in ((f"{label} @ same rate", by_rate), (f"{label} @ same PSNR", by_psnr)):
+                rows.append([tag, q["param"], q["kbps"], q["bpp"], q["psnr"], q["ms_ssim"]])
+    bd = {name: {"psnr": _bd(ours, m["psnr"], "psnr"), "ms_ssim": _bd(ours, m["ms_ssim"], "ms_ssim")}
+          for name, m in matched.items()}
 
     print(f"Bundled clip {info.width}x{info.height}, {len(frames)} frames @ {info.fps:g} fps "
           f"({time.perf_counter() - start:.0f} s)")
     print(format_table(["codec", "point", "kbps", "bpp", "PSNR dB", "MS-SSIM"], rows))
     fmt = lambda v: f"{v:+.1f} %" if isinstance(v, float) else v  # noqa: E731
-    print("\nBD-rate of the Gaussian codec vs x264 (pchip; positive = more bits than x264):")
-    print(f"  PSNR    {fmt(bd_psnr)}")
-    print(f"  MS-SSIM {fmt(bd_ssim)}")
-    emit_json({"bench": "rd", "machine": machine_info(), "args": vars(args), "ours": ours,
-               "x264_sweep": sweep, "bd_rate_psnr": bd_psnr, "bd_rate_ms_ssim": bd_ssim}, args.json)
+    print("\nBD-rate of the Gaussian codec vs each anchor (pchip; positive = more bits than the anchor):")
+    print(format_table(["anchor", "PSNR", "MS-SSIM"],
+                       [[ANCHORS[name][0], fmt(v["psnr"]), fmt(v["ms_ssim"])] for name, v in bd.items()]))
+    record: dict[str, Any] = {
+        "bench": "rd", "machine": machine_info(), "args": vars(args), "ours": ours,
+        "anchors": {ANCHORS[name][0]: {"sweep": sweeps[name], "bd_rate_psnr": v["psnr"],
+                                       "bd_rate_ms_ssim": v["ms_ssim"]} for name, v in bd.items()},
+    }
+    if "h264" in sweeps:  # the keys of the x264-only version of this benchmark
+        record.update({"x264_sweep": sweeps["h264"], "bd_rate_psnr": bd["h264"]["psnr"],
+                       "bd_rate_ms_ssim": bd["h264"]["ms_ssim"]})
+    emit_json(record, args.json)
     return 0

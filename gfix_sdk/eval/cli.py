@@ -23,12 +23,15 @@ $GFIX_FID_WEIGHTS) are omitted with the reason; nothing is downloaded.
 """
 
 EPILOG = """\
-codecs (--anchors): h264 (x264 medium, rate knob CRF), gs (our Gaussian codec,
-knob Gaussians/frame), gfix (Gaussian codec + enhancer, knob Gaussians/frame),
-or module:attribute for a codec of your own (see gfix_sdk.anchors.RatePointCodec).
+codecs (--anchors): h264 (x264 medium, rate knob CRF), h265 (x265 medium, knob
+CRF), av1 (SVT-AV1 preset 8, knob CRF), gs (our Gaussian codec, knob
+Gaussians/frame), gfix (Gaussian codec + enhancer, knob Gaussians/frame), or
+module:attribute for a codec of your own (see gfix_sdk.anchors.RatePointCodec).
+h264, h265 and av1 count their elementary stream's bytes and run on one thread.
 
 examples:
   gfix eval bundled --anchors h264,gs --frames 16 --out eval-bbb
+  gfix eval bundled --anchors h264,h265,av1,gs --frames 16 --out eval-anchors
   gfix eval clip.mp4 other.y4m --points 5 --out eval --lpips lpips_alex.pt
   gfix eval clip_1280x720_50fps.yuv --crf 24,30,36,42 --gaussians 4000,8000,16000,32000 --out eval
   gfix eval --uvg ~/data/UVG --base ~/models/sd-turbo --lpips lpips_alex.pt \\
@@ -52,7 +55,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                         help="input videos (anything gfix reads; 'bundled' = the shipped clip)")
     parser.add_argument("--uvg", metavar="DIR", help="also evaluate the seven UVG 1080p sequences found in DIR")
     parser.add_argument("--anchors", default="h264,gs,gfix",
-                        help="comma-separated codecs (default: h264,gs,gfix)")
+                        help="comma-separated codecs: h264, h265, av1, gs, gfix or module:attribute "
+                             "(default: h264,gs,gfix)")
     parser.add_argument("--frames", type=positive_int, default=96,
                         help="first N frames of each video (default: 96, the paper's)")
     parser.add_argument("--points", type=positive_int, default=4, help="rate points per codec (default: 4)")
@@ -67,9 +71,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     rates = parser.add_argument_group("rate points (default: --points values spread over each codec's range)")
-    rates.add_argument("--crf", type=_int_list, metavar="LIST", help="x264 CRFs, e.g. 42,35,29,22")
+    rates.add_argument("--crf", type=_int_list, metavar="LIST", help="x264 CRFs (h264), e.g. 42,35,29,22")
+    rates.add_argument("--h265-crf", type=_int_list, metavar="LIST",
+                       help="x265 CRFs (h265, 0..51; default points: 44..24), e.g. 44,37,31,24")
+    rates.add_argument("--av1-crf", type=_int_list, metavar="LIST",
+                       help="SVT-AV1 CRFs (av1, 1..63; default points: 63..35), e.g. 63,54,44,35")
     rates.add_argument("--gaussians", type=_int_list, metavar="LIST",
                        help="Gaussians per frame for gs and gfix, e.g. 1000,2000,4000,8000")
+
+    conventional = parser.add_argument_group("conventional anchors (h264, h265, av1)")
+    conventional.add_argument("--av1-preset", type=int, choices=range(0, 14), default=8, metavar="0..13",
+                              help="SVT-AV1 preset of av1 (default: 8; lower is slower and better)")
 
     codec = parser.add_argument_group("Gaussian codec and GFix")
     codec.add_argument("--preset", choices=["fast", "medium", "slow"], default="medium",
@@ -119,13 +131,14 @@ def run_from_args(args: argparse.Namespace) -> int:
         raise ValueError("give at least one VIDEO ('bundled' for the shipped clip) or --uvg DIR")
     anchors = [a.strip() for a in args.anchors.split(",") if a.strip()]
     rate_values = {}
-    if args.crf and "h264" in anchors:
-        rate_values["h264"] = args.crf
+    for name, values in (("h264", args.crf), ("h265", args.h265_crf), ("av1", args.av1_crf)):
+        if values and name in anchors:
+            rate_values[name] = values
     if args.gaussians:
         rate_values.update({name: args.gaussians for name in ("gs", "gfix") if name in anchors})
     options = CodecOptions(preset=args.preset, gop=args.gop, base=args.base, gfix_steps=args.gfix_steps,
                            gfix_rate_point=args.gfix_rate_point, gfix_lr=args.gfix_lr, gfix_patch=args.gfix_patch,
-                           gfix_lpips=args.gfix_lpips, device=args.device)
+                           gfix_lpips=args.gfix_lpips, device=args.device, av1_preset=args.av1_preset)
     metric_device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     result = run_eval(videos, anchors, args.frames, args.out, points=args.points, rate_values=rate_values,
                       lpips=args.lpips, fid_weights=args.fid_weights, vmaf=not args.no_vmaf,

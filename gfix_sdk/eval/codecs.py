@@ -1,7 +1,9 @@
 """Building the codecs of an evaluation from names or objects.
 
-Built-in names: ``h264`` (:class:`~gfix_sdk.anchors.H264Anchor`, one x264
-thread so that bytes are reproducible), ``gs`` (our Gaussian codec,
+Built-in names: ``h264`` (:class:`~gfix_sdk.anchors.H264Anchor`, x264
+medium), ``h265`` (:class:`~gfix_sdk.anchors.H265Anchor`, x265 medium) and
+``av1`` (:class:`~gfix_sdk.anchors.AV1Anchor`, SVT-AV1 preset 8), each on
+one thread so that bytes are reproducible, ``gs`` (our Gaussian codec,
 :class:`~gfix_sdk.anchors.GaussianAnchor`) and ``gfix`` (Gaussian codec +
 enhancer, :class:`~gfix_sdk.anchors.GFixAnchor`). ``module:attribute`` imports
 a codec of your own (a class is instantiated without arguments; an instance
@@ -27,8 +29,10 @@ from gfix_sdk.anchors.base import RatePointCodec
 if TYPE_CHECKING:
     from gfix_sdk.gaussians.sequence import SequenceConfig
 
-BUILTIN = ("h264", "gs", "gfix")
-DEFAULT_ANCHORS = BUILTIN
+BUILTIN = ("h264", "h265", "av1", "gs", "gfix")
+"""Codec names :func:`build_codec` knows."""
+DEFAULT_ANCHORS = ("h264", "gs", "gfix")
+"""Codecs of a report when none are named (``gfix eval`` without ``--anchors``)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,13 @@ class CodecOptions:
     device: str | None = None
     """Device of the enhancer and decoders (None: CUDA when available)."""
     h264_threads: int = 1
+    """x264 threads (1: reproducible bytes; 0: x264's choice from the core count)."""
+    h265_threads: int = 1
+    """x265 thread-pool size (1: reproducible bytes; 0: x265's choice)."""
+    av1_threads: int = 1
+    """SVT-AV1 level of parallelism (0: SVT-AV1's choice)."""
+    av1_preset: int = 8
+    """SVT-AV1 preset, 0 (slowest, best) .. 13."""
 
 
 def load_codec(spec: str) -> RatePointCodec:
@@ -96,6 +107,14 @@ def build_codec(item: str | RatePointCodec, options: CodecOptions, work_dir: Pat
         from gfix_sdk.anchors import H264Anchor
 
         return H264Anchor(threads=options.h264_threads), None
+    if name == "h265":
+        from gfix_sdk.anchors import H265Anchor
+
+        return H265Anchor(threads=options.h265_threads), None
+    if name == "av1":
+        from gfix_sdk.anchors import AV1Anchor
+
+        return AV1Anchor(preset=options.av1_preset, threads=options.av1_threads), None
     if name == "gs":
         from gfix_sdk.anchors import GaussianAnchor
 

@@ -104,7 +104,7 @@ def run_eval(
         videos: paths :mod:`gfix_sdk.io` reads, ``"bundled"``, or
             :class:`~gfix_sdk.eval.videos.VideoSpec` (e.g. from
             :func:`~gfix_sdk.eval.videos.uvg_videos`).
-        anchors: codecs, each a built-in name (``h264``, ``gs``, ``gfix``), a
+        anchors: codecs, each a built-in name (``h264``, ``h265``, ``av1``, ``gs``, ``gfix``), a
             ``module:attribute`` string, or an object following
             :class:`~gfix_sdk.anchors.RatePointCodec`. Every codec is
             compared with every other one.
