@@ -61,10 +61,10 @@ TINY_DEFAULTS = BaseDefaults(patch=192, overlap=32, lr=0.005, steps=300, crop=96
 class PretrainConfig:
     """Steps and sizes of the three stages."""
 
-    vae_steps: int = 3000
-    unet_steps: int = 3000
-    warmup_steps: int = 3000  #: fixer stage, pixel loss
-    fixer_steps: int = 3000  #: fixer stage, Difix's loss
+    vae_steps: int = 2000
+    unet_steps: int = 1500
+    warmup_steps: int = 2000  #: fixer stage, pixel loss
+    fixer_steps: int = 2000  #: fixer stage, Difix's loss
     fixer_crop: int = 96
     fixer_batch: int = 4
     fixer_l2_weight: float = 30.0  #: weight of the pixel term in the fixer's Difix loss
