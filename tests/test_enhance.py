@@ -229,9 +229,12 @@ def test_training_lowers_distortion_with_a_small_adapter(tiny_base_dir, gaussian
     assert np.mean(losses[-3:]) < losses[0]
     # The coded adapter is a small fraction of the Gaussian payload ...
     assert len(fitted.payload) < 0.10 * report.payload_bytes
-    # ... and the trained rate estimate matches the coded symbols within 5 %.
-    coded = sum(fitted.coded.group_bytes().values())
-    assert abs(coded - result.estimated_bits / 8) <= 0.05 * coded
+    # ... and the trained rate estimate matches the coded symbols within 5 %,
+    # plus each group's model header (a few bytes the estimate does not model;
+    # they dominate when the fitted maps are nearly all zero, as here).
+    groups = fitted.coded.group_bytes()
+    coded = sum(groups.values())
+    assert abs(coded - result.estimated_bits / 8) <= 0.05 * coded + 4 * len(groups)
 
 
 def test_decoder_reproduces_the_encoders_enhanced_frames(tiny_base_dir, tmp_path, monkeypatch):
