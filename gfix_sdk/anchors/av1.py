@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import Mapping
 
 import numpy as np
 
@@ -119,12 +118,8 @@ class AV1Anchor(PyAVAnchor):
     def _settings(self) -> dict[str, int | float | str]:
         return {"preset": self.preset}
 
-    def _options(self, rate_params: Mapping[str, int]) -> dict[str, str]:
-        options = {"preset": str(self.preset)}
-        if self.threads:
-            options["svtav1-params"] = f"lp={self.threads}"
-        options.update({key: str(value) for key, value in rate_params.items()})
-        return options
+    def _extra_options(self) -> dict[str, str]:
+        return {"svtav1-params": f"lp={self.threads}"} if self.threads else {}
 
     def _before_open(self) -> None:
         # SVT-AV1 reads $SVT_LOG once, when its first encoder opens.

@@ -43,7 +43,6 @@ different core counts; pass ``threads`` to pin it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 
 import av
 import numpy as np
@@ -99,11 +98,6 @@ class H264Anchor(PyAVAnchor):
 
     def _settings(self) -> dict[str, int | float | str]:
         return {"preset": PRESET, "profile": PROFILE}
-
-    def _options(self, rate_params: Mapping[str, int]) -> dict[str, str]:
-        options = {"preset": PRESET, "profile": PROFILE}
-        options.update({key: str(value) for key, value in rate_params.items()})
-        return options
 
     def _container_size(self, prepared: PreparedFrames, packets: list[av.Packet], data: bytes) -> int:
         # Through an MP4 stream made for "h264", as before the HEVC and AV1

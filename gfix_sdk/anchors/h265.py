@@ -46,7 +46,6 @@ for reproducible bytes (the evaluation suite uses one thread).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 
 import numpy as np
 
@@ -97,11 +96,8 @@ class H265Anchor(PyAVAnchor):
     def _settings(self) -> dict[str, int | float | str]:
         return {"preset": PRESET, "profile": PROFILE}
 
-    def _options(self, rate_params: Mapping[str, int]) -> dict[str, str]:
-        params = X265_PARAMS + (f":pools={self.threads}" if self.threads else "")
-        options = {"preset": PRESET, "profile": PROFILE, "x265-params": params}
-        options.update({key: str(value) for key, value in rate_params.items()})
-        return options
+    def _extra_options(self) -> dict[str, str]:
+        return {"x265-params": X265_PARAMS + (f":pools={self.threads}" if self.threads else "")}
 
 
 def decode_hevc(data: bytes) -> np.ndarray:

@@ -75,8 +75,8 @@ class PreparedFrames:
 class PyAVAnchor:
     """Base of the anchors that run an FFmpeg encoder through PyAV; see the module doc.
 
-    A subclass sets the class attributes below and :meth:`_options` (the
-    encoder options for one rate point); :meth:`encode`,
+    A subclass sets the class attributes below, :meth:`_settings` and, where
+    the encoder needs more than those, :meth:`_extra_options`; :meth:`encode`,
     :meth:`encode_at_bitrate`, :meth:`rate_points` and :meth:`encode_point`
     (so :class:`~gfix_sdk.anchors.Codec` and
     :class:`~gfix_sdk.anchors.RatePointCodec`) come from here.
@@ -227,9 +227,17 @@ class PyAVAnchor:
         """Fixed encoder settings reported in ``EncodedClip.params`` (preset, profile, ...)."""
         raise NotImplementedError
 
+    def _extra_options(self) -> dict[str, str]:
+        """Encoder options beyond :meth:`_settings` (threads, logging, ...)."""
+        return {}
+
     def _options(self, rate_params: Mapping[str, int]) -> dict[str, str]:
-        """FFmpeg encoder options for one rate point (``{"crf": 23}`` or ``{"qp": 30}``)."""
-        raise NotImplementedError
+        """FFmpeg encoder options for one rate point (``{"crf": 23}`` or ``{"qp": 30}``):
+        the settings, the extra options, then the rate parameters."""
+        options = {key: str(value) for key, value in self._settings().items()}
+        options.update(self._extra_options())
+        options.update({key: str(value) for key, value in rate_params.items()})
+        return options
 
     def _container_size(self, prepared: PreparedFrames, packets: list[av.Packet], data: bytes) -> int:
         """``container_bytes``: the packets remuxed into MP4 (see :func:`remux_mp4_size`)."""
