@@ -16,17 +16,14 @@ automatic on a 2-core machine):
 
 from __future__ import annotations
 
-import io
 import math
-from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
 from gfix_sdk.anchors import Codec, EncodedClip, H264Anchor, decode_annexb
 from gfix_sdk.anchors.ratesearch import closest_setting
-from gfix_sdk.io import load_bundled_clip, yuv420_to_rgb
+from gfix_sdk.io import load_bundled_clip
 from gfix_sdk.metrics import sequence_metrics
 
 FPS = 25.0
@@ -81,34 +78,8 @@ def test_bitrate_and_bpp_arithmetic(crf28: EncodedClip) -> None:
     assert num_bytes < crf28.container_bytes < num_bytes + 4000
 
 
-def test_elementary_stream_decodes_in_a_plain_pyav_client(
-    crf28: EncodedClip, tmp_path: Path
-) -> None:
-    with av.open(io.BytesIO(crf28.data), format="h264") as container:
-        stream = container.streams.video[0]
-        packets = list(container.demux(stream))
-        # The demuxer's own split of the stream accounts for every counted byte.
-        assert sum(p.size for p in packets) == crf28.num_bytes
-        pictures = [f for p in packets for f in p.decode()]
-        assert stream.codec_context.profile == "Main"
-    assert len(pictures) == crf28.num_frames
-    first = pictures[0]
-    assert (first.width, first.height, first.format.name) == (160, 90, "yuv420p")
-    # Tagged BT.601 (bt470bg matrix, AVCOL_SPC_BT470BG = 5), limited range (1).
-    assert (int(first.colorspace), int(first.color_range)) == (5, 1)
-    # Its pictures, converted with the SDK's BT.601 path, are exactly `decoded`.
-    for picture, decoded in zip(pictures, crf28.decoded, strict=True):
-        planes = [
-            np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width]
-            for p in picture.planes
-        ]
-        np.testing.assert_array_equal(yuv420_to_rgb(*planes), decoded)
-
-    # Written to disk as .h264, FFmpeg recognises it without a format hint.
-    path = tmp_path / "anchor.h264"
-    path.write_bytes(crf28.data)
-    with av.open(str(path)) as container:
-        assert sum(1 for _ in container.decode(video=0)) == crf28.num_frames
+def test_elementary_stream_decodes_in_a_plain_pyav_client(crf28: EncodedClip, decodes_in_pyav) -> None:
+    decodes_in_pyav(crf28, "h264", "Main", ".h264")
 
 
 def test_encoding_is_deterministic(

@@ -18,14 +18,12 @@ full 320x180 16-frame clip, see ``gfix_sdk/anchors/h265.py`` and ``av1.py``.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import av
 import numpy as np
 import pytest
 
@@ -42,7 +40,7 @@ from gfix_sdk.anchors import (
 )
 from gfix_sdk.eval import CodecOptions, main
 from gfix_sdk.eval.codecs import BUILTIN, DEFAULT_ANCHORS, build_codec, build_codecs
-from gfix_sdk.io import load_bundled_clip, yuv420_to_rgb
+from gfix_sdk.io import load_bundled_clip
 from gfix_sdk.metrics import psnr
 
 FPS = 25.0
@@ -120,33 +118,9 @@ def test_bitrate_and_container_bytes(mid: EncodedClip) -> None:
 
 
 def test_elementary_stream_decodes_in_a_plain_pyav_client(
-    mid: EncodedClip, spec: dict[str, Any], tmp_path: Path
+    mid: EncodedClip, spec: dict[str, Any], decodes_in_pyav
 ) -> None:
-    with av.open(io.BytesIO(mid.data), format=spec["format"]) as container:
-        stream = container.streams.video[0]
-        packets = list(container.demux(stream))
-        # The demuxer's own split of the stream accounts for every counted byte.
-        assert sum(p.size for p in packets) == mid.num_bytes
-        pictures = [f for p in packets for f in p.decode()]
-        assert stream.codec_context.profile == spec["profile"]
-    assert len(pictures) == mid.num_frames
-    first = pictures[0]
-    assert (first.width, first.height, first.format.name) == (160, 90, "yuv420p")
-    # Tagged BT.601 (bt470bg matrix, AVCOL_SPC_BT470BG = 5), limited range (1).
-    assert (int(first.colorspace), int(first.color_range)) == (5, 1)
-    # Its pictures, converted with the SDK's BT.601 path, are exactly `decoded`.
-    for picture, decoded in zip(pictures, mid.decoded, strict=True):
-        planes = [
-            np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width]
-            for p in picture.planes
-        ]
-        np.testing.assert_array_equal(yuv420_to_rgb(*planes), decoded)
-
-    # Written to disk under its usual suffix, FFmpeg recognises it without a format hint.
-    path = tmp_path / f"anchor{spec['suffix']}"
-    path.write_bytes(mid.data)
-    with av.open(str(path)) as container:
-        assert sum(1 for _ in container.decode(video=0)) == mid.num_frames
+    decodes_in_pyav(mid, spec["format"], spec["profile"], spec["suffix"])
 
 
 def test_encoding_is_deterministic(
