@@ -375,15 +375,12 @@ def test_training_defaults_resolve_per_base(tiny_base_dir, random_base_dir):
 
 def test_one_fixer_step_lowers_the_loss(random_base_dir):
     """The stand-in's fixer stage trains every part of the single-step path."""
-    from torch import nn
-
-    from gfix_sdk.enhance.fixer import FixerConfig, FixerModel, train_fixer
-    from gfix_sdk.enhance.model import skip_weights
+    from gfix_sdk.enhance.fixer import FixerConfig, FixerModel, skip_convs, train_fixer
 
     base = load_base(random_base_dir)
     base.vae.requires_grad_(True)
     base.unet.requires_grad_(True)
-    skips = nn.ModuleList(nn.Conv2d(w.shape[1], w.shape[0], 1, bias=False) for w in skip_weights(base))
+    skips = skip_convs(base, copy_weights=False)
     model = FixerModel(base, skips, t=199.0)
     gen = np.random.default_rng(0)
     original = gen.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)

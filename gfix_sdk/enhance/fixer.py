@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from gfix_sdk.enhance.base import BaseModel, prompt_embedding
 from gfix_sdk.enhance.crops import CropSampler
-from gfix_sdk.enhance.model import interpolate_alpha_bar, single_step
+from gfix_sdk.enhance.model import interpolate_alpha_bar, single_step, skip_weights
 
 
 @dataclass(frozen=True)
@@ -107,4 +107,17 @@ def train_fixer(
     return history
 
 
-__all__ = ["FixerConfig", "FixerModel", "train_fixer"]
+def skip_convs(base: BaseModel, *, copy_weights: bool = True) -> nn.ModuleList:
+    """The skip connections as plain 1x1 convolutions of the fixer: the base's
+    weights (:func:`~gfix_sdk.enhance.model.skip_weights`), or with
+    ``copy_weights=False`` only their shapes (PyTorch's default initialisation)."""
+    weights = skip_weights(base)
+    convs = nn.ModuleList(nn.Conv2d(w.shape[1], w.shape[0], 1, bias=False) for w in weights)
+    if copy_weights:
+        for conv, weight in zip(convs, weights, strict=True):
+            conv.weight.data.copy_(weight)
+    return convs
+
+
+__all__ = ["FixerConfig", "FixerModel", "skip_convs", "train_fixer"]
+

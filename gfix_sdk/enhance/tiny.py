@@ -177,9 +177,8 @@ def pretrain_tiny_base(out_dir: str | Path, config: PretrainConfig = PretrainCon
                        pairs_cache: str | Path | None = None, lpips_vgg: str | Path | None = None,
                        log: Callable[[str], None] = print) -> Path:
     """Build the tiny model in ``out_dir`` and run the three stages (see the module doc)."""
-    from gfix_sdk.enhance.fixer import FixerConfig, FixerModel, train_fixer
+    from gfix_sdk.enhance.fixer import FixerConfig, FixerModel, skip_convs, train_fixer
     from gfix_sdk.enhance.losses import DistortionLoss
-    from gfix_sdk.enhance.model import skip_weights
     from gfix_sdk.enhance.pairs import load_pairs, plan_jobs
     from gfix_sdk.paths import cache_root, lpips_weights
 
@@ -213,7 +212,7 @@ def pretrain_tiny_base(out_dir: str | Path, config: PretrainConfig = PretrainCon
     base.unet.requires_grad_(True)
     # Default (Kaiming) initialisation: the skips start open, so the decoder
     # learns to use them far sooner than from SD-Turbo's near-zero start.
-    skips = nn.ModuleList(nn.Conv2d(w.shape[1], w.shape[0], 1, bias=False) for w in skip_weights(base))
+    skips = skip_convs(base, copy_weights=False)
     model = FixerModel(base, skips, t=199.0)
     scores = _scorer(val_ref)
     validate = _validator(model, val_in, scores, TINY_DEFAULTS)
@@ -239,7 +238,7 @@ def pretrain_tiny_base(out_dir: str | Path, config: PretrainConfig = PretrainCon
     finish("fixer_difix", history[-1] if history else {})
     save_tiny_base(out, base, skips, TINY_DEFAULTS)
     shipped = load_base(out)
-    record["shipped_fp16"] = _validator(FixerModel(shipped, _frozen_skips(shipped), t=199.0), val_in, scores,
+    record["shipped_fp16"] = _validator(FixerModel(shipped, skip_convs(shipped), t=199.0), val_in, scores,
                                         TINY_DEFAULTS)()
     (out / "README.md").write_text(
         "Tiny SD-Turbo stand-in (same diffusers/transformers classes and wiring), pretrained by\n"
@@ -250,17 +249,6 @@ def pretrain_tiny_base(out_dir: str | Path, config: PretrainConfig = PretrainCon
         "For tests and the offline demo only; see pretrain.json for the stages.\n")
     (out / "pretrain.json").write_text(json.dumps(record, indent=2))
     return out
-
-
-def _frozen_skips(base: BaseModel) -> nn.ModuleList:
-    from gfix_sdk.enhance.model import skip_weights
-
-    convs = nn.ModuleList()
-    for weight in skip_weights(base):
-        conv = nn.Conv2d(weight.shape[1], weight.shape[0], 1, bias=False)
-        conv.weight.data.copy_(weight)
-        convs.append(conv)
-    return convs
 
 
 def _scorer(original: np.ndarray) -> Callable[[torch.Tensor], dict[str, float]]:
