@@ -403,6 +403,36 @@ def test_one_fixer_step_lowers_the_loss(random_base_dir):
     assert changed == {"vae", "unet", "skips"}  # encoder, U-Net, decoder and skips all move
 
 
+def test_residual_base_starts_as_the_identity_and_keeps_its_wiring(random_base_dir, tmp_path):
+    """A base marked residual adds the decoder's output to the input: with the
+    output layer zeroed (how the stand-in's fixer starts) the whole enhancer,
+    folded export included, returns its input; the wiring survives saving,
+    and changes the base's hash (adapters of the two wirings do not mix)."""
+    import shutil
+
+    from gfix_sdk.enhance.base import save_gfix_extras
+    from gfix_sdk.enhance.fixer import skip_convs
+    from gfix_sdk.export.folded import FoldedEnhancer
+
+    base_dir = tmp_path / "residual"
+    shutil.copytree(random_base_dir, base_dir)
+    plain = load_base(base_dir)
+    save_gfix_extras(base_dir, [c.weight.detach() for c in skip_convs(plain)], plain.defaults, residual=True)
+    base = load_base(base_dir)
+    assert base.residual and not plain.residual
+    assert base_hash(base) != base_hash(plain)
+    torch.nn.init.zeros_(base.vae.decoder.conv_out.weight)
+    torch.nn.init.zeros_(base.vae.decoder.conv_out.bias)
+    enhancer = Enhancer(base, SMALL).eval()
+    x = torch.rand(2, 3, 32, 48)
+    with torch.no_grad():
+        assert torch.equal(enhancer(x), x)
+        assert torch.equal(FoldedEnhancer(enhancer)(x), x)
+    (base_dir / "gfix" / "wiring.json").write_text('{"residual": "yes"}')
+    with pytest.raises(BaseModelError, match="residual"):
+        load_base(base_dir)
+
+
 def test_adapter_version_1_payload_decodes_with_no_overlap(random_base_dir):
     from gfix_sdk.coding import ByteReader
 

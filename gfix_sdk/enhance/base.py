@@ -38,6 +38,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin")
 GFIX_DIR = "gfix"
 SKIPS_FILE = "skips.safetensors"
 DEFAULTS_FILE = "defaults.json"
+WIRING_FILE = "wiring.json"
 #: The text the prompt embedding starts from (the paper's).
 DEFAULT_PROMPT = "remove degradations"
 HOW_TO_GET = (
@@ -94,6 +95,11 @@ class BaseModel:
     skips: list[Tensor] | None = None
     #: Per-video training defaults (``gfix/defaults.json``, else the paper's).
     defaults: BaseDefaults = field(default_factory=BaseDefaults)
+    #: The VAE decoder predicts a correction added to the input frame instead of
+    #: the frame itself (``gfix/wiring.json``; SD-Turbo and Difix: False). A small
+    #: base cannot carry a frame through its x8 latent losslessly; with the
+    #: input added back it starts from the identity and only learns the fix.
+    residual: bool = False
 
     @property
     def num_train_timesteps(self) -> int:
@@ -183,18 +189,20 @@ def load_base(path: str | os.PathLike[str] | None = None) -> BaseModel:
     )
     for module in (unet, vae, text_encoder):
         module.eval().requires_grad_(False)
-    skips, defaults = _load_gfix_extras(base)
+    skips, defaults, residual = _load_gfix_extras(base)
     return BaseModel(
         path=base, unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
         alphas_cumprod=schedule.alphas_cumprod.to(torch.float64),
         prediction_type=config.get("prediction_type", "epsilon"), skips=skips, defaults=defaults,
+        residual=residual,
     )
 
 
-def _load_gfix_extras(base: Path) -> tuple[list[Tensor] | None, BaseDefaults]:
-    """The optional ``gfix/`` folder: pretrained skip convolutions and training defaults."""
+def _load_gfix_extras(base: Path) -> tuple[list[Tensor] | None, BaseDefaults, bool]:
+    """The optional ``gfix/`` folder: pretrained skip convolutions, training
+    defaults and the output wiring (residual or not)."""
     folder = base / GFIX_DIR
-    skips, defaults = None, BaseDefaults()
+    skips, defaults, residual = None, BaseDefaults(), False
     try:
         if (folder / SKIPS_FILE).is_file():
             from safetensors.torch import load_file
@@ -203,12 +211,18 @@ def _load_gfix_extras(base: Path) -> tuple[list[Tensor] | None, BaseDefaults]:
             skips = [tensors[f"skip.{i}"].to(torch.float32) for i in range(len(tensors))]
         if (folder / DEFAULTS_FILE).is_file():
             defaults = BaseDefaults.from_json(json.loads((folder / DEFAULTS_FILE).read_text()))
-    except (OSError, KeyError, TypeError, ValueError) as exc:
+        if (folder / WIRING_FILE).is_file():
+            wiring = json.loads((folder / WIRING_FILE).read_text())
+            if not isinstance(wiring.get("residual", False), bool):
+                raise ValueError(f"{WIRING_FILE}: 'residual' must be true or false")
+            residual = wiring.get("residual", False)
+    except (OSError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BaseModelError(f"cannot read {folder}: {exc}") from exc
-    return skips, defaults
+    return skips, defaults, residual
 
 
-def save_gfix_extras(base_dir: str | os.PathLike[str], skips: list[Tensor] | None, defaults: BaseDefaults) -> None:
+def save_gfix_extras(base_dir: str | os.PathLike[str], skips: list[Tensor] | None, defaults: BaseDefaults,
+                     *, residual: bool = False) -> None:
     """Write the ``gfix/`` folder of a base directory (see :func:`load_base`)."""
     from safetensors.torch import save_file
 
@@ -218,6 +232,7 @@ def save_gfix_extras(base_dir: str | os.PathLike[str], skips: list[Tensor] | Non
         save_file({f"skip.{i}": w.detach().to("cpu").contiguous() for i, w in enumerate(skips)},
                   str(folder / SKIPS_FILE))
     (folder / DEFAULTS_FILE).write_text(json.dumps(dataclasses.asdict(defaults), indent=2, sort_keys=True) + "\n")
+    (folder / WIRING_FILE).write_text(json.dumps({"residual": residual}) + "\n")
 
 
 def prompt_embedding(base: BaseModel, text: str = DEFAULT_PROMPT) -> Tensor:
@@ -243,6 +258,8 @@ def base_hash(base: BaseModel) -> bytes:
         digest.update(weight.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     digest.update(base.alphas_cumprod.numpy().tobytes())
     digest.update(base.prediction_type.encode())
+    if base.residual:  # absent for the default wiring, so existing bases keep their hash
+        digest.update(b"residual")
     digest.update(json.dumps(base.tokenizer.get_vocab(), sort_keys=True).encode())
     return digest.digest()
 

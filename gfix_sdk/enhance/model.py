@@ -13,7 +13,8 @@ For a rendered patch ``x`` in [0, 1]:
 4. VAE-decode ``x0`` with four encoder->decoder skip connections: before each
    decoder up block, a 1x1 convolution of the matching encoder activation is
    added (the base's pretrained skips, or 1e-5 where the base has none, as
-   SD-Turbo: the skips then start almost closed).
+   SD-Turbo: the skips then start almost closed). A base marked residual
+   (the tiny stand-in) adds the decoder's output to ``x`` as a correction.
 
 Adaptation: mLoRA (or LoRA) on the chosen U-Net and VAE-decoder layers, an
 mLoRA on the prompt embedding, the skip convolutions' weights (as a delta from
@@ -149,8 +150,11 @@ def encode_with_skips(vae: nn.Module, x: Tensor) -> tuple[Tensor, list[Tensor]]:
     return mean * vae.config.scaling_factor, skips
 
 
-def decode_with_skips(vae: nn.Module, z: Tensor, skips: list[Tensor], skip_convs: nn.ModuleList) -> Tensor:
-    """VAE decode of a scaled latent, adding ``skip_convs[j](skip)`` before up block j; output in [0, 1]."""
+def decode_with_skips(vae: nn.Module, z: Tensor, skips: list[Tensor], skip_convs: nn.ModuleList,
+                      residual_of: Tensor | None = None) -> Tensor:
+    """VAE decode of a scaled latent, adding ``skip_convs[j](skip)`` before up
+    block j; output in [0, 1]. With ``residual_of`` (the input frame in [0, 1])
+    the decoder's output is a correction added to it (a residual base)."""
     z = z / vae.config.scaling_factor
     if getattr(vae, "post_quant_conv", None) is not None:
         z = vae.post_quant_conv(z)
@@ -159,11 +163,13 @@ def decode_with_skips(vae: nn.Module, z: Tensor, skips: list[Tensor], skip_convs
     for j, block in enumerate(decoder.up_blocks):
         h = block(h + skip_convs[j](skips[-1 - j]), None)
     h = decoder.conv_out(decoder.conv_act(decoder.conv_norm_out(h)))
+    if residual_of is not None:
+        return residual_of + h / 2
     return (h + 1) / 2
 
 
 def single_step(vae: nn.Module, unet: nn.Module, skip_convs: nn.ModuleList, prompt: Tensor, t: Tensor,
-                abar: Tensor, prediction_type: str, x: Tensor) -> Tensor:
+                abar: Tensor, prediction_type: str, x: Tensor, *, residual: bool = False) -> Tensor:
     """The enhancer's forward pass (see the module docstring); shared by the
     trainable :class:`Enhancer` and the folded export module."""
     # The adapter never touches the VAE encoder (its weights are frozen, so no
@@ -176,7 +182,7 @@ def single_step(vae: nn.Module, unet: nn.Module, skip_convs: nn.ModuleList, prom
         x0 = abar.sqrt() * z - (1 - abar).sqrt() * pred
     else:
         x0 = (z - (1 - abar).sqrt() * pred) / abar.sqrt()
-    return decode_with_skips(vae, x0, skips, skip_convs)
+    return decode_with_skips(vae, x0, skips, skip_convs, x if residual else None)
 
 
 class Enhancer(nn.Module):
@@ -193,6 +199,7 @@ class Enhancer(nn.Module):
         self.unet = base.unet
         self.vae = base.vae
         self.prediction_type = base.prediction_type
+        self.residual = base.residual  #: the base's output wiring (see BaseModel.residual)
         self.register_buffer("alphas_cumprod", base.alphas_cumprod.clone(), persistent=False)
         self.prompt = ModulatedMatrix(prompt_embedding(base, config.prompt), config.prompt_rank)
         self.unet_layers = inject(self.unet, find_targets(self.unet, config.unet_targets), config.unet_rank,
@@ -233,7 +240,8 @@ class Enhancer(nn.Module):
         """Enhance a batch ``(B, 3, H, W)`` in [0, 1] (H, W multiples of 8); the
         output is not clamped (training losses see the raw values)."""
         abar = interpolate_alpha_bar(self.alphas_cumprod, self.t.to(x.dtype))
-        return single_step(self.vae, self.unet, self.skips, self.prompt(), self.t, abar, self.prediction_type, x)
+        return single_step(self.vae, self.unet, self.skips, self.prompt(), self.t, abar, self.prediction_type, x,
+                           residual=self.residual)
 
     @torch.no_grad()
     def enhance_image(self, image: Tensor, *, batch: int = 8) -> Tensor:

@@ -69,6 +69,9 @@ class PretrainConfig:
     fixer_batch: int = 4
     fixer_l2_weight: float = 30.0  #: weight of the pixel term in the fixer's Difix loss
     bbb_passes: int = 5  #: Big Buck Bunny training sequences: passes over the allowed frames
+    #: The decoder predicts a correction added to the input (BaseModel.residual):
+    #: the fixer starts from the identity instead of the VAE's lossy reconstruction.
+    residual: bool = True
     seed: int = 0
 
 
@@ -170,13 +173,18 @@ def save_tiny_base(out: Path, base: BaseModel, skips: nn.ModuleList, defaults: B
     base.text_encoder.to(torch.float16).save_pretrained(out / "text_encoder")
     for module in (base.vae, base.unet, base.text_encoder):
         module.to(torch.float32)
-    save_gfix_extras(out, [conv.weight.detach().to(torch.float16).float() for conv in skips], defaults)
+    save_gfix_extras(out, [conv.weight.detach().to(torch.float16).float() for conv in skips], defaults,
+                     residual=base.residual)
 
 
 def pretrain_tiny_base(out_dir: str | Path, config: PretrainConfig = PretrainConfig(), *,
                        pairs_cache: str | Path | None = None, lpips_vgg: str | Path | None = None,
-                       log: Callable[[str], None] = print) -> Path:
-    """Build the tiny model in ``out_dir`` and run the three stages (see the module doc)."""
+                       init_from: str | Path | None = None, log: Callable[[str], None] = print) -> Path:
+    """Build the tiny model in ``out_dir`` and run the three stages (see the module doc).
+
+    ``init_from``: start from an earlier stand-in (a base directory made by this
+    function) and run only the fixer stage; its ``pretrain.json`` is kept in
+    the new record, so the chain of runs that made the weights stays documented."""
     from gfix_sdk.enhance.fixer import FixerConfig, FixerModel, skip_convs, train_fixer
     from gfix_sdk.enhance.losses import DistortionLoss
     from gfix_sdk.enhance.pairs import load_pairs, plan_jobs
@@ -184,9 +192,18 @@ def pretrain_tiny_base(out_dir: str | Path, config: PretrainConfig = PretrainCon
 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    out = build_tiny_base(out_dir, seed=config.seed)
-    base = load_base(out)
     record: dict = {"config": dataclasses.asdict(config), "stages": {}}
+    if init_from is not None:
+        source = Path(init_from).resolve()
+        out = Path(out_dir)
+        if source != out.resolve():
+            shutil.copytree(source, out, dirs_exist_ok=True)
+        earlier = source / "pretrain.json"
+        record["init_from"] = {"path": str(source),
+                               "pretrain": json.loads(earlier.read_text()) if earlier.is_file() else None}
+    else:
+        out = build_tiny_base(out_dir, seed=config.seed)
+    base = load_base(out)
     clock = time.perf_counter()
 
     def finish(stage: str, scores: dict) -> None:
@@ -195,10 +212,11 @@ def pretrain_tiny_base(out_dir: str | Path, config: PretrainConfig = PretrainCon
         record["stages"][stage] = {**scores, "seconds": round(seconds, 1)}
         log(f"stage {stage} done in {seconds:.0f} s: {scores}")
 
-    frames = _clean_frames()
-    finish("vae", train_vae(base.vae, frames, config.vae_steps, rng, log))
-    finish("unet", train_unet(base, frames, config.unet_steps, rng, log))
-    del frames
+    if init_from is None:
+        frames = _clean_frames()
+        finish("vae", train_vae(base.vae, frames, config.vae_steps, rng, log))
+        finish("unet", train_unet(base, frames, config.unet_steps, rng, log))
+        del frames
 
     jobs = plan_jobs(config.seed, bbb_passes=config.bbb_passes)
     held_out = {job for i, job in enumerate(jobs) if i % 8 == 3}  # validation sequences, never trained on
@@ -211,8 +229,14 @@ def pretrain_tiny_base(out_dir: str | Path, config: PretrainConfig = PretrainCon
     base.vae.requires_grad_(True)
     base.unet.requires_grad_(True)
     # Default (Kaiming) initialisation: the skips start open, so the decoder
-    # learns to use them far sooner than from SD-Turbo's near-zero start.
-    skips = skip_convs(base, copy_weights=False)
+    # learns to use them far sooner than from SD-Turbo's near-zero start
+    # (an earlier stand-in's trained skips are kept).
+    skips = skip_convs(base, copy_weights=base.skips is not None)
+    if config.residual and not base.residual:
+        # A residual decoder starts as the identity: its output layer is zeroed.
+        nn.init.zeros_(base.vae.decoder.conv_out.weight)
+        nn.init.zeros_(base.vae.decoder.conv_out.bias)
+    base.residual = config.residual
     model = FixerModel(base, skips, t=199.0)
     scores = _scorer(val_ref)
     validate = _validator(model, val_in, scores, TINY_DEFAULTS)
@@ -224,7 +248,7 @@ def pretrain_tiny_base(out_dir: str | Path, config: PretrainConfig = PretrainCon
 
     warmup = FixerConfig(steps=config.warmup_steps, batch=16, crop=64, lr=2e-3, seed=config.seed)
     history = train_fixer(model, rendered[train], original[train], pixel_loss, warmup, validate=validate,
-                          validate_every=1000, log=log)
+                          validate_every=500, log=log)
     finish("fixer_pixel", history[-1] if history else {})
     vgg = lpips_vgg or lpips_weights("vgg")
     if vgg is None:
@@ -234,7 +258,7 @@ def pretrain_tiny_base(out_dir: str | Path, config: PretrainConfig = PretrainCon
     fixer = FixerConfig(steps=config.fixer_steps, batch=config.fixer_batch, crop=config.fixer_crop, lr=5e-4,
                         seed=config.seed + 1)
     history = train_fixer(model, rendered[train], original[train], loss, fixer, validate=validate,
-                          validate_every=1000, log=log)
+                          validate_every=500, log=log)
     finish("fixer_difix", history[-1] if history else {})
     save_tiny_base(out, base, skips, TINY_DEFAULTS)
     shipped = load_base(out)
@@ -309,14 +333,23 @@ def main(argv: list[str] | None = None) -> int:
     defaults = PretrainConfig()
     parser.add_argument("out", nargs="?", default=str(SHIPPED), help=f"output directory (default: {SHIPPED})")
     for field in dataclasses.fields(PretrainConfig):
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(getattr(defaults, field.name)),
-                            default=getattr(defaults, field.name), help=f"(default: {getattr(defaults, field.name)})")
+        value = getattr(defaults, field.name)
+        flag = f"--{field.name.replace('_', '-')}"
+        if isinstance(value, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value,
+                                help=f"(default: {value})")
+        else:
+            parser.add_argument(flag, type=type(value), default=value, help=f"(default: {value})")
     parser.add_argument("--pairs-cache", help="where coded training pairs are cached (default: $GFIX_CACHE/fixer_pairs)")
     parser.add_argument("--lpips-vgg", help="LPIPS-VGG weights (default: the installed ones)")
+    parser.add_argument("--init-from", metavar="DIR",
+                        help="start from an earlier stand-in and run only the fixer stage (its VAE, U-Net "
+                             "and skips are the starting point; its pretrain.json is kept in the record)")
     args = parser.parse_args(argv)
     config = PretrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(PretrainConfig)})
     start = time.perf_counter()
-    pretrain_tiny_base(args.out, config, pairs_cache=args.pairs_cache, lpips_vgg=args.lpips_vgg)
+    pretrain_tiny_base(args.out, config, pairs_cache=args.pairs_cache, lpips_vgg=args.lpips_vgg,
+                       init_from=args.init_from)
     print(f"done in {time.perf_counter() - start:.0f} s: {args.out}")
     return 0
 
