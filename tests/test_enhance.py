@@ -410,16 +410,17 @@ def test_residual_base_starts_as_the_identity_and_keeps_its_wiring(random_base_d
     and changes the base's hash (adapters of the two wirings do not mix)."""
     import shutil
 
-    from gfix_sdk.enhance.base import save_gfix_extras
+    from gfix_sdk.enhance.base import OutputWiring, save_gfix_extras
     from gfix_sdk.enhance.fixer import skip_convs
     from gfix_sdk.export.folded import FoldedEnhancer
 
     base_dir = tmp_path / "residual"
     shutil.copytree(random_base_dir, base_dir)
     plain = load_base(base_dir)
-    save_gfix_extras(base_dir, [c.weight.detach() for c in skip_convs(plain)], plain.defaults, residual=True)
+    save_gfix_extras(base_dir, [c.weight.detach() for c in skip_convs(plain)], plain.defaults,
+                     OutputWiring(residual=True, luma_highpass_sigma=1.5))
     base = load_base(base_dir)
-    assert base.residual and not plain.residual
+    assert base.wiring == OutputWiring(True, 1.5) and plain.wiring == OutputWiring()
     assert base_hash(base) != base_hash(plain)
     torch.nn.init.zeros_(base.vae.decoder.conv_out.weight)
     torch.nn.init.zeros_(base.vae.decoder.conv_out.bias)
@@ -428,9 +429,31 @@ def test_residual_base_starts_as_the_identity_and_keeps_its_wiring(random_base_d
     with torch.no_grad():
         assert torch.equal(enhancer(x), x)
         assert torch.equal(FoldedEnhancer(enhancer)(x), x)
-    (base_dir / "gfix" / "wiring.json").write_text('{"residual": "yes"}')
-    with pytest.raises(BaseModelError, match="residual"):
-        load_base(base_dir)
+    for bad in ('{"residual": "yes"}', '{"residual": false, "luma_highpass_sigma": 1.5}', '{"residul": true}'):
+        (base_dir / "gfix" / "wiring.json").write_text(bad)
+        with pytest.raises(BaseModelError, match="wiring"):
+            load_base(base_dir)
+
+
+def test_luma_highpass_keeps_chroma_and_luma_detail_only():
+    """The correction filter of a residual base: a smooth luma correction is
+    removed, a chroma-only correction (zero luma) and a constant-free
+    checkerboard in luma pass (nearly) unchanged; computed independently in YCbCr."""
+    from gfix_sdk.enhance.model import LUMA, remove_luma_lowpass
+
+    h = w = 40
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
+                            indexing="ij")
+    luma_w = torch.tensor(LUMA, dtype=torch.float64).view(1, 3, 1, 1)
+    smooth = (0.05 * torch.ones(1, 3, h, w, dtype=torch.float64) + 1e-3 * xx)  # grey ramp: luma only
+    out = remove_luma_lowpass(smooth, 1.5)
+    assert float(out[..., 5:-5, 5:-5].abs().max()) < 1e-9  # a linear ramp survives a symmetric blur exactly
+    chroma = torch.tensor([0.1, -0.05, 0.0], dtype=torch.float64).view(1, 3, 1, 1)
+    chroma = (chroma - (chroma * luma_w).sum(1, keepdim=True)).expand(1, 3, h, w)  # zero luma
+    torch.testing.assert_close(remove_luma_lowpass(chroma, 1.5), chroma)
+    checker = (((yy + xx) % 2) * 2 - 1).expand(1, 3, h, w) * 0.1  # Nyquist luma: the blur of it is ~0
+    torch.testing.assert_close(remove_luma_lowpass(checker, 1.5)[..., 5:-5, 5:-5], checker[..., 5:-5, 5:-5],
+                               atol=2e-3, rtol=0)
 
 
 def test_adapter_version_1_payload_decodes_with_no_overlap(random_base_dir):

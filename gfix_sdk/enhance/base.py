@@ -78,6 +78,40 @@ class BaseDefaults:
         return cls(**{k: v for k, v in record.items() if k in names})
 
 
+@dataclass(frozen=True)
+class OutputWiring:
+    """How the VAE decoder's output becomes the enhanced frame (``gfix/wiring.json``).
+
+    SD-Turbo and Difix: the decoder's output *is* the frame (the defaults). A
+    small base cannot carry a frame through its x8 latent losslessly, so the
+    tiny stand-in is ``residual``: the decoder predicts a correction added to
+    the input, and training starts from the identity. With
+    ``luma_highpass_sigma`` > 0 the correction's luma loses its low
+    frequencies (a Gaussian blur of that sigma, in pixels, is subtracted):
+    Gaussian splats already get smooth luma right, and on held-out training
+    sequences that part of the correction lowered VMAF without helping LPIPS
+    or PSNR; chroma and luma detail pass unchanged.
+    """
+
+    residual: bool = False
+    luma_highpass_sigma: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.residual, bool):
+            raise ValueError("wiring: 'residual' must be true or false")
+        if not isinstance(self.luma_highpass_sigma, (int, float)) or not 0 <= self.luma_highpass_sigma <= 16:
+            raise ValueError("wiring: 'luma_highpass_sigma' must be a number in [0, 16]")
+        if self.luma_highpass_sigma and not self.residual:
+            raise ValueError("wiring: 'luma_highpass_sigma' needs a residual base")
+
+    @classmethod
+    def from_json(cls, record: dict) -> OutputWiring:
+        unknown = set(record) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"wiring: unknown keys {sorted(unknown)}")
+        return cls(**record)
+
+
 @dataclass
 class BaseModel:
     """The frozen parts GFix builds its enhancer from (all on CPU, eval mode)."""
@@ -95,11 +129,8 @@ class BaseModel:
     skips: list[Tensor] | None = None
     #: Per-video training defaults (``gfix/defaults.json``, else the paper's).
     defaults: BaseDefaults = field(default_factory=BaseDefaults)
-    #: The VAE decoder predicts a correction added to the input frame instead of
-    #: the frame itself (``gfix/wiring.json``; SD-Turbo and Difix: False). A small
-    #: base cannot carry a frame through its x8 latent losslessly; with the
-    #: input added back it starts from the identity and only learns the fix.
-    residual: bool = False
+    #: How the decoder's output becomes the frame (``gfix/wiring.json``; SD-Turbo: plain).
+    wiring: OutputWiring = field(default_factory=OutputWiring)
 
     @property
     def num_train_timesteps(self) -> int:
@@ -189,20 +220,20 @@ def load_base(path: str | os.PathLike[str] | None = None) -> BaseModel:
     )
     for module in (unet, vae, text_encoder):
         module.eval().requires_grad_(False)
-    skips, defaults, residual = _load_gfix_extras(base)
+    skips, defaults, wiring = _load_gfix_extras(base)
     return BaseModel(
         path=base, unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
         alphas_cumprod=schedule.alphas_cumprod.to(torch.float64),
         prediction_type=config.get("prediction_type", "epsilon"), skips=skips, defaults=defaults,
-        residual=residual,
+        wiring=wiring,
     )
 
 
-def _load_gfix_extras(base: Path) -> tuple[list[Tensor] | None, BaseDefaults, bool]:
+def _load_gfix_extras(base: Path) -> tuple[list[Tensor] | None, BaseDefaults, OutputWiring]:
     """The optional ``gfix/`` folder: pretrained skip convolutions, training
-    defaults and the output wiring (residual or not)."""
+    defaults and the output wiring."""
     folder = base / GFIX_DIR
-    skips, defaults, residual = None, BaseDefaults(), False
+    skips, defaults, wiring = None, BaseDefaults(), OutputWiring()
     try:
         if (folder / SKIPS_FILE).is_file():
             from safetensors.torch import load_file
@@ -212,17 +243,14 @@ def _load_gfix_extras(base: Path) -> tuple[list[Tensor] | None, BaseDefaults, bo
         if (folder / DEFAULTS_FILE).is_file():
             defaults = BaseDefaults.from_json(json.loads((folder / DEFAULTS_FILE).read_text()))
         if (folder / WIRING_FILE).is_file():
-            wiring = json.loads((folder / WIRING_FILE).read_text())
-            if not isinstance(wiring.get("residual", False), bool):
-                raise ValueError(f"{WIRING_FILE}: 'residual' must be true or false")
-            residual = wiring.get("residual", False)
+            wiring = OutputWiring.from_json(json.loads((folder / WIRING_FILE).read_text()))
     except (OSError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BaseModelError(f"cannot read {folder}: {exc}") from exc
-    return skips, defaults, residual
+    return skips, defaults, wiring
 
 
 def save_gfix_extras(base_dir: str | os.PathLike[str], skips: list[Tensor] | None, defaults: BaseDefaults,
-                     *, residual: bool = False) -> None:
+                     wiring: OutputWiring = OutputWiring()) -> None:
     """Write the ``gfix/`` folder of a base directory (see :func:`load_base`)."""
     from safetensors.torch import save_file
 
@@ -232,7 +260,7 @@ def save_gfix_extras(base_dir: str | os.PathLike[str], skips: list[Tensor] | Non
         save_file({f"skip.{i}": w.detach().to("cpu").contiguous() for i, w in enumerate(skips)},
                   str(folder / SKIPS_FILE))
     (folder / DEFAULTS_FILE).write_text(json.dumps(dataclasses.asdict(defaults), indent=2, sort_keys=True) + "\n")
-    (folder / WIRING_FILE).write_text(json.dumps({"residual": residual}) + "\n")
+    (folder / WIRING_FILE).write_text(json.dumps(dataclasses.asdict(wiring)) + "\n")
 
 
 def prompt_embedding(base: BaseModel, text: str = DEFAULT_PROMPT) -> Tensor:
@@ -258,8 +286,8 @@ def base_hash(base: BaseModel) -> bytes:
         digest.update(weight.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     digest.update(base.alphas_cumprod.numpy().tobytes())
     digest.update(base.prediction_type.encode())
-    if base.residual:  # absent for the default wiring, so existing bases keep their hash
-        digest.update(b"residual")
+    if base.wiring != OutputWiring():  # absent for the default wiring, so existing bases keep their hash
+        digest.update(json.dumps(dataclasses.asdict(base.wiring), sort_keys=True).encode())
     digest.update(json.dumps(base.tokenizer.get_vocab(), sort_keys=True).encode())
     return digest.digest()
 

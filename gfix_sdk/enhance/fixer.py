@@ -49,7 +49,7 @@ class FixerModel(nn.Module):
         super().__init__()
         self.vae, self.unet, self.skips = base.vae, base.unet, skips
         self.prediction_type = base.prediction_type
-        self.residual = base.residual
+        self.wiring = base.wiring
         self.register_buffer("prompt", prompt_embedding(base)[None], persistent=False)
         self.register_buffer("t", torch.tensor(float(t)), persistent=False)
         self.register_buffer("abar", interpolate_alpha_bar(base.alphas_cumprod, self.t.double()).float(),
@@ -57,7 +57,7 @@ class FixerModel(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return single_step(self.vae, self.unet, self.skips, self.prompt, self.t, self.abar, self.prediction_type, x,
-                           residual=self.residual)
+                           wiring=self.wiring)
 
 
 def train_fixer(

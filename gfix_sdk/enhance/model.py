@@ -13,8 +13,9 @@ For a rendered patch ``x`` in [0, 1]:
 4. VAE-decode ``x0`` with four encoder->decoder skip connections: before each
    decoder up block, a 1x1 convolution of the matching encoder activation is
    added (the base's pretrained skips, or 1e-5 where the base has none, as
-   SD-Turbo: the skips then start almost closed). A base marked residual
-   (the tiny stand-in) adds the decoder's output to ``x`` as a correction.
+   SD-Turbo: the skips then start almost closed). A residual base (the tiny
+   stand-in) adds the decoder's output to ``x`` as a correction, optionally
+   without its low-frequency luma (:class:`~gfix_sdk.enhance.base.OutputWiring`).
 
 Adaptation: mLoRA (or LoRA) on the chosen U-Net and VAE-decoder layers, an
 mLoRA on the prompt embedding, the skip convolutions' weights (as a delta from
@@ -31,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gfix_sdk.enhance.base import DEFAULT_PROMPT, BaseDefaults, BaseModel, prompt_embedding
+from gfix_sdk.enhance.base import DEFAULT_PROMPT, BaseDefaults, BaseModel, OutputWiring, prompt_embedding
 from gfix_sdk.enhance.mlora import ModulatedMatrix, find_targets, inject
 from gfix_sdk.enhance.tiling import enhance_tiled
 
@@ -150,11 +151,30 @@ def encode_with_skips(vae: nn.Module, x: Tensor) -> tuple[Tensor, list[Tensor]]:
     return mean * vae.config.scaling_factor, skips
 
 
+#: Luma weights (BT.601, as the metrics' YUV conversion) of an RGB correction.
+LUMA = (0.299, 0.587, 0.114)
+
+
+def remove_luma_lowpass(correction: Tensor, sigma: float) -> Tensor:
+    """``correction`` minus the Gaussian-blurred (``sigma`` pixels) luma of it,
+    taken from all three channels alike (in YCbCr, only Y changes): luma keeps
+    its detail, chroma is untouched. Fixed weights, exported as constants."""
+    radius = max(1, int(3 * sigma + 0.5))
+    taps = torch.arange(-radius, radius + 1, dtype=correction.dtype, device=correction.device)
+    kernel = torch.exp(-taps**2 / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    luma = (correction * torch.tensor(LUMA, dtype=correction.dtype, device=correction.device).view(1, 3, 1, 1)
+            ).sum(dim=1, keepdim=True)
+    luma = F.pad(luma, (radius, radius, radius, radius), mode="replicate")
+    luma = F.conv2d(F.conv2d(luma, kernel.view(1, 1, 1, -1)), kernel.view(1, 1, -1, 1))
+    return correction - luma
+
+
 def decode_with_skips(vae: nn.Module, z: Tensor, skips: list[Tensor], skip_convs: nn.ModuleList,
-                      residual_of: Tensor | None = None) -> Tensor:
+                      x: Tensor | None = None, wiring: OutputWiring = OutputWiring()) -> Tensor:
     """VAE decode of a scaled latent, adding ``skip_convs[j](skip)`` before up
-    block j; output in [0, 1]. With ``residual_of`` (the input frame in [0, 1])
-    the decoder's output is a correction added to it (a residual base)."""
+    block j; output in [0, 1]. A residual ``wiring`` adds the decoder's output
+    to ``x`` (the input frame in [0, 1]) as a correction (see :class:`OutputWiring`)."""
     z = z / vae.config.scaling_factor
     if getattr(vae, "post_quant_conv", None) is not None:
         z = vae.post_quant_conv(z)
@@ -163,13 +183,16 @@ def decode_with_skips(vae: nn.Module, z: Tensor, skips: list[Tensor], skip_convs
     for j, block in enumerate(decoder.up_blocks):
         h = block(h + skip_convs[j](skips[-1 - j]), None)
     h = decoder.conv_out(decoder.conv_act(decoder.conv_norm_out(h)))
-    if residual_of is not None:
-        return residual_of + h / 2
-    return (h + 1) / 2
+    if not wiring.residual:
+        return (h + 1) / 2
+    correction = h / 2
+    if wiring.luma_highpass_sigma > 0:
+        correction = remove_luma_lowpass(correction, wiring.luma_highpass_sigma)
+    return x + correction
 
 
 def single_step(vae: nn.Module, unet: nn.Module, skip_convs: nn.ModuleList, prompt: Tensor, t: Tensor,
-                abar: Tensor, prediction_type: str, x: Tensor, *, residual: bool = False) -> Tensor:
+                abar: Tensor, prediction_type: str, x: Tensor, *, wiring: OutputWiring = OutputWiring()) -> Tensor:
     """The enhancer's forward pass (see the module docstring); shared by the
     trainable :class:`Enhancer` and the folded export module."""
     # The adapter never touches the VAE encoder (its weights are frozen, so no
@@ -182,7 +205,7 @@ def single_step(vae: nn.Module, unet: nn.Module, skip_convs: nn.ModuleList, prom
         x0 = abar.sqrt() * z - (1 - abar).sqrt() * pred
     else:
         x0 = (z - (1 - abar).sqrt() * pred) / abar.sqrt()
-    return decode_with_skips(vae, x0, skips, skip_convs, x if residual else None)
+    return decode_with_skips(vae, x0, skips, skip_convs, x, wiring)
 
 
 class Enhancer(nn.Module):
@@ -199,7 +222,7 @@ class Enhancer(nn.Module):
         self.unet = base.unet
         self.vae = base.vae
         self.prediction_type = base.prediction_type
-        self.residual = base.residual  #: the base's output wiring (see BaseModel.residual)
+        self.wiring = base.wiring  #: the base's output wiring (see OutputWiring)
         self.register_buffer("alphas_cumprod", base.alphas_cumprod.clone(), persistent=False)
         self.prompt = ModulatedMatrix(prompt_embedding(base, config.prompt), config.prompt_rank)
         self.unet_layers = inject(self.unet, find_targets(self.unet, config.unet_targets), config.unet_rank,
@@ -241,7 +264,7 @@ class Enhancer(nn.Module):
         output is not clamped (training losses see the raw values)."""
         abar = interpolate_alpha_bar(self.alphas_cumprod, self.t.to(x.dtype))
         return single_step(self.vae, self.unet, self.skips, self.prompt(), self.t, abar, self.prediction_type, x,
-                           residual=self.residual)
+                           wiring=self.wiring)
 
     @torch.no_grad()
     def enhance_image(self, image: Tensor, *, batch: int = 8) -> Tensor:
@@ -253,4 +276,5 @@ class Enhancer(nn.Module):
                              batch=batch)
 
 
-__all__ = ["AdapterConfig", "Enhancer", "GROUPS", "interpolate_alpha_bar", "single_step", "skip_weights"]
+__all__ = ["AdapterConfig", "Enhancer", "GROUPS", "interpolate_alpha_bar", "remove_luma_lowpass", "single_step",
+           "skip_weights"]

@@ -44,6 +44,7 @@ from torch import nn
 from gfix_sdk.enhance.base import (
     BaseDefaults,
     BaseModel,
+    OutputWiring,
     build_tiny_base,
     load_base,
     prompt_embedding,
@@ -69,9 +70,11 @@ class PretrainConfig:
     fixer_batch: int = 4
     fixer_l2_weight: float = 30.0  #: weight of the pixel term in the fixer's Difix loss
     bbb_passes: int = 5  #: Big Buck Bunny training sequences: passes over the allowed frames
-    #: The decoder predicts a correction added to the input (BaseModel.residual):
+    #: The decoder predicts a correction added to the input (OutputWiring.residual):
     #: the fixer starts from the identity instead of the VAE's lossy reconstruction.
     residual: bool = True
+    #: The correction's luma loses its low frequencies (OutputWiring.luma_highpass_sigma).
+    luma_highpass_sigma: float = 1.5
     seed: int = 0
 
 
@@ -174,7 +177,7 @@ def save_tiny_base(out: Path, base: BaseModel, skips: nn.ModuleList, defaults: B
     for module in (base.vae, base.unet, base.text_encoder):
         module.to(torch.float32)
     save_gfix_extras(out, [conv.weight.detach().to(torch.float16).float() for conv in skips], defaults,
-                     residual=base.residual)
+                     base.wiring)
 
 
 def pretrain_tiny_base(out_dir: str | Path, config: PretrainConfig = PretrainConfig(), *,
@@ -232,11 +235,11 @@ def pretrain_tiny_base(out_dir: str | Path, config: PretrainConfig = PretrainCon
     # learns to use them far sooner than from SD-Turbo's near-zero start
     # (an earlier stand-in's trained skips are kept).
     skips = skip_convs(base, copy_weights=base.skips is not None)
-    if config.residual and not base.residual:
+    if config.residual and not base.wiring.residual:
         # A residual decoder starts as the identity: its output layer is zeroed.
         nn.init.zeros_(base.vae.decoder.conv_out.weight)
         nn.init.zeros_(base.vae.decoder.conv_out.bias)
-    base.residual = config.residual
+    base.wiring = OutputWiring(residual=config.residual, luma_highpass_sigma=config.luma_highpass_sigma)
     model = FixerModel(base, skips, t=199.0)
     scores = _scorer(val_ref)
     validate = _validator(model, val_in, scores, TINY_DEFAULTS)

@@ -49,13 +49,13 @@ class FoldedEnhancer(nn.Module):
             self.register_buffer("t", t)
             self.register_buffer("abar", interpolate_alpha_bar(enhancer.alphas_cumprod, t).to(torch.float32))
         self.prediction_type = enhancer.prediction_type
-        self.residual = enhancer.residual
+        self.wiring = enhancer.wiring
         self.patch = enhancer.config.patch
         self.requires_grad_(False).eval()
 
     def forward(self, x: Tensor) -> Tensor:
         out = single_step(self.vae, self.unet, self.skips, self.prompt, self.t, self.abar, self.prediction_type, x,
-                          residual=self.residual)
+                          wiring=self.wiring)
         return out.clamp(0.0, 1.0)
 
     def folded_weights(self) -> dict[str, Tensor]:
