@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from gfix_sdk._signals import exit_status, termination_raises
 from gfix_sdk.errors import GFixError
 
 EPILOG = """examples:
@@ -331,15 +332,18 @@ def run_command(args: argparse.Namespace, prog: str) -> int:
 
     A sub-command may set ``interrupted`` (with ``set_defaults``) to say what
     Ctrl-C leaves behind; the default is that nothing was written.
+    SIGTERM and SIGHUP unwind like Ctrl-C (temporary files are removed on the
+    way out); the status is then 128 + the signal (130, 143, 129).
     """
     try:
-        return args.func(args)
+        with termination_raises():
+            return args.func(args)
     except (GFixError, FileNotFoundError, ValueError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print(f"{prog}: interrupted ({getattr(args, 'interrupted', 'no output was written')})", file=sys.stderr)
-        return 130
+        return exit_status(exc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,3 +22,9 @@ class VideoReadError(GFixError, ValueError):
 
 class VideoWriteError(GFixError, OSError):
     """An output video cannot be written."""
+
+
+class ResourceLimitError(GFixError, ValueError):
+    """A file asks for more than the decoder's resource limits allow (e.g. a
+    frame larger than ``max_pixels``); refused before anything of that size is
+    allocated. The message names the limit and how to raise it."""

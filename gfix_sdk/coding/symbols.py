@@ -271,12 +271,22 @@ def encode_symbols(
     return min((_encode_with(m, values, mixture_hints) for m in candidates), key=len)
 
 
-def decode_symbols(reader: ByteReader, count: int, field: str = "symbols") -> np.ndarray:
-    """Inverse of :func:`encode_symbols` for ``count`` values read from ``reader``."""
+def decode_symbols(reader: ByteReader, count: int, field: str = "symbols", *,
+                   _histograms: bool = True) -> np.ndarray:
+    """Inverse of :func:`encode_symbols` for ``count`` values read from ``reader``.
+
+    Raises:
+        GFixFormatError: the data is not a valid coding of ``count`` values
+            (the message names ``field`` and the byte offset).
+    """
     try:
         model = Model(reader.u8(f"{field} model"))
     except ValueError:
         raise reader.error(f"{field}: unknown entropy model") from None
+    if not _histograms and model in (Model.EMPIRICAL, Model.LOG_HISTOGRAM):
+        # The encoder never codes a histogram with a histogram model; allowing
+        # it would let a crafted file nest them until Python's stack overflows.
+        raise reader.error(f"{field}: a histogram coded with a histogram model")
     lo = reader.svarint(f"{field} minimum", bound=MAX_ABS_SYMBOL)
     if model is Model.CONSTANT:
         return np.full(count, lo, dtype=np.int64)
@@ -290,7 +300,7 @@ def decode_symbols(reader: ByteReader, count: int, field: str = "symbols") -> np
         size = reader.varint(f"{field} alphabet size", maximum=MAX_ALPHABET)
         if size < 1:
             raise reader.error(f"{field}: empty alphabet")
-        levels = np.cumsum(decode_symbols(reader, size, f"{field} histogram"))
+        levels = np.cumsum(decode_symbols(reader, size, f"{field} histogram", _histograms=False))
         if levels.min() < 0 or levels.max() > _LOG_STEPS * 40:
             raise reader.error(f"{field}: histogram levels out of range")
         table = log_histogram_table(levels)

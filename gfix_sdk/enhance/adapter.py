@@ -108,9 +108,10 @@ def encode_adapter(
     return w.getvalue()
 
 
-def decode_adapter(payload: bytes) -> CodedAdapter:
-    """Parse an ENHANCER payload (raises GFixFormatError on any inconsistency)."""
-    r = ByteReader(payload, context="ENHANCER")
+def decode_adapter(payload: bytes, *, context: str = "ENHANCER") -> CodedAdapter:
+    """Parse an ENHANCER payload; raises GFixFormatError (prefixed with
+    ``context``, e.g. the file's name and the section) on any inconsistency."""
+    r = ByteReader(payload, context=context)
     version = r.u8("adapter version")
     if version not in READABLE_VERSIONS:
         raise r.error(f"unsupported adapter version {version}")

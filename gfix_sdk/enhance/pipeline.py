@@ -27,6 +27,7 @@ from gfix_sdk.enhance.losses import DistortionLoss, make_loss
 from gfix_sdk.enhance.model import AdapterConfig, Enhancer
 from gfix_sdk.enhance.tiling import enhance_tiled
 from gfix_sdk.enhance.train import TrainConfig, TrainResult, train_enhancer
+from gfix_sdk.errors import GFixError, GFixFormatError
 
 #: At most this many frames (evenly spaced) are scored for the keep/drop decision.
 DECISION_FRAMES = 32
@@ -155,12 +156,26 @@ def decide(originals: np.ndarray, rendered: np.ndarray, enhanced: np.ndarray, lo
 
 
 def load_enhancer(payload: bytes, base: str | os.PathLike[str] | None = None,
-                  device: str | torch.device | None = None) -> tuple[Enhancer, CodedAdapter]:
-    """Rebuild the enhancer of a coded adapter on a local base model."""
-    coded = decode_adapter(payload)
+                  device: str | torch.device | None = None, *,
+                  context: str = "ENHANCER") -> tuple[Enhancer, CodedAdapter]:
+    """Rebuild the enhancer of a coded adapter on a local base model.
+
+    Raises:
+        GFixFormatError: the payload is malformed, or its configuration (target
+            layers, ranks) does not fit the base model; ``context`` names it.
+    """
+    coded = decode_adapter(payload, context=context)
     model = load_base(base)
     digest = base_hash(model)  # before Enhancer injects adapters into the base's modules
-    enhancer = Enhancer(model, coded.config)
+    try:
+        enhancer = Enhancer(model, coded.config)
+    except GFixError:
+        raise
+    except (ValueError, KeyError) as exc:
+        # The configuration came from the file: a layer list or rank the base
+        # cannot take is a property of the file, not a bug here.
+        raise GFixFormatError(f"{context}: the adapter's configuration does not fit the base "
+                              f"model ({type(exc).__name__}: {exc})") from exc
     apply_adapter(enhancer, coded, digest)
     return enhancer.to(torch.device(device) if device else default_device()).eval(), coded
 

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from gfix_sdk._signals import exit_status, termination_raises
 from gfix_sdk.errors import GFixError
 
 EPILOG = """examples:
@@ -107,10 +108,14 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        record = run(args)
+        with termination_raises():  # SIGTERM/SIGHUP unwind too: temporaries are removed
+            record = run(args)
     except (GFixError, FileNotFoundError, ValueError) as exc:
         print(f"gfix-export: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as exc:
+        print("gfix-export: interrupted (no export was written)", file=sys.stderr)
+        return exit_status(exc)
     print(f"exported {record['onnx']} ({record['onnx_bytes'] / 1e6:.1f} MB, {record['folded_weights']} folded "
           f"weights, patch {record['patch']}, batch <= {record['batch'][2]}, t = {record['timestep']:.1f}) to {args.out}")
     if "engine" in record:

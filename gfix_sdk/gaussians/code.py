@@ -187,9 +187,10 @@ def encode_stream_info(spec: QuantSpec, *, gaussians: int, gop: int, encoder: st
     return w.getvalue()
 
 
-def decode_stream_info(data: bytes) -> tuple[QuantSpec, dict[str, object]]:
-    """Inverse of :func:`encode_stream_info`: ``(spec, {"gaussians", "gop", "encoder"})``."""
-    r = ByteReader(data, context="STREAM_INFO")
+def decode_stream_info(data: bytes, *, context: str = "STREAM_INFO") -> tuple[QuantSpec, dict[str, object]]:
+    """Inverse of :func:`encode_stream_info`: ``(spec, {"gaussians", "gop", "encoder"})``.
+    Raises GFixFormatError (prefixed with ``context``) on any inconsistency."""
+    r = ByteReader(data, context=context)
     version = r.u8("stream info version")
     if version != STREAM_INFO_VERSION:
         raise r.error(f"unsupported stream info version {version}")

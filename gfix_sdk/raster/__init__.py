@@ -1,6 +1,6 @@
 """2D Gaussian rasterization: native kernels and the dense PyTorch reference."""
 
 from gfix_sdk.raster._torch_impl import rasterize_dense
-from gfix_sdk.raster.rasterize import check_inputs, rasterize, rasterize_stats
+from gfix_sdk.raster.rasterize import check_inputs, rasterize, rasterize_stats, tile_intersections_bound
 
-__all__ = ["rasterize", "rasterize_stats", "rasterize_dense", "check_inputs"]
+__all__ = ["rasterize", "rasterize_stats", "rasterize_dense", "check_inputs", "tile_intersections_bound"]

@@ -146,3 +146,35 @@ def rasterize_stats(
     with torch.no_grad():
         means, chol, colors = (t.detach().contiguous() for t in (means, chol, colors))
         return _forward(means, chol, colors, height, width)
+
+
+TILE_SIZE = 16  # pixels; csrc/gaussian_setup.h kTileSize
+_BOX_SIGMAS = 3.0  # kBoxSigmas
+_MIN_CHOL_DIAG = 1e-3  # kMinCholDiag
+
+
+def tile_intersections_bound(means: Tensor, chol: Tensor, height: int, width: int) -> int:
+    """An upper bound on the (Gaussian, tile) pairs :func:`rasterize` will bin.
+
+    The CPU kernel holds one int32 per pair and splats every pair, so this
+    bounds its scratch memory (4 bytes per pair) and its work before any of
+    it is allocated. O(N) in float64, never below the kernel's own count
+    (``rasterize_stats(...)[1]["num_intersections"]``): each box is widened
+    by the kernel's conservative margins before it is cut to the image.
+    """
+    m = means.detach().to(torch.float64)
+    c = chol.detach().to(torch.float64)
+    a = c[:, 0].abs().clamp_min(_MIN_CHOL_DIAG)
+    d = c[:, 2].abs().clamp_min(_MIN_CHOL_DIAG)
+    radii = (_BOX_SIGMAS * a, _BOX_SIGMAS * torch.sqrt(c[:, 1] ** 2 + d**2))
+    tiles = torch.ones(m.shape[0], dtype=torch.float64, device=m.device)
+    finite = torch.isfinite(m).all(1) & torch.isfinite(c).all(1)
+    for axis, size in ((0, width), (1, height)):
+        r = torch.nan_to_num(radii[axis], nan=0.0, posinf=0.0)
+        centre = torch.nan_to_num(m[:, axis], nan=0.0, posinf=0.0, neginf=0.0)
+        lo = torch.floor(centre - r - 0.5).clamp(0, size - 1)
+        hi = torch.ceil(centre + r - 0.5).clamp(0, size - 1)
+        inside = (centre + r + 1.0 >= 0) & (centre - r - 1.0 <= size)
+        count = torch.floor(hi / TILE_SIZE) - torch.floor(lo / TILE_SIZE) + 1
+        tiles = tiles * torch.where(inside, count, torch.zeros_like(count))
+    return int(torch.where(finite, tiles, torch.zeros_like(tiles)).sum().item())

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gfix_sdk._fs import temp_sibling
 from gfix_sdk.enhance.model import Enhancer
 from gfix_sdk.paths import cache_root
 
@@ -117,7 +118,9 @@ def export_for(enhancer: Enhancer, payload: bytes, base_hash: bytes, *, max_batc
     template = root / pointer.read_text().strip() / "enhancer.onnx" if pointer.exists() else None
     # Write into a private folder and rename it into place, so that a crash
     # or a concurrent decoder never sees a half-written model.
-    tmp_dir = path.parent.with_name(path.parent.name + f".tmp{os.getpid()}")
+    # (temp_sibling names it by host and pid, and removes the orphans of
+    # SIGKILLed exports of this entry.)
+    tmp_dir = temp_sibling(path.parent)
     refit = template is not None and template.exists()
     try:
         if refit:

@@ -15,10 +15,12 @@ import torch
 from torch import Tensor
 
 from gfix_sdk.bitstream.reader import GFixReader
-from gfix_sdk.errors import GFixFormatError
+from gfix_sdk.errors import GFixFormatError, ResourceLimitError
 from gfix_sdk.gaussians.code import decode_frame, decode_stream_info
 from gfix_sdk.gaussians.quantize import QuantizedFrame, QuantSpec
+from gfix_sdk.gaussians.quantize import dequantize
 from gfix_sdk.gaussians.reconstruct import reconstruct, to_uint8
+from gfix_sdk.raster import tile_intersections_bound
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,19 @@ def _prefetched(produce, indices, depth: int) -> Iterator[Tensor]:
                 thread.join(timeout=0.05)
 
 
+#: Default ``max_pixels``: 8K UHD (8192 x 4320, 35.4 Mpixel). Every broadcast and
+#: cinema size up to 8K decodes; a header at the format's limit (16384 x 16384,
+#: 268 Mpixel, 3.2 GB for one float32 frame) is refused. Peak memory at this
+#: limit is about 0.5 GB plus the Gaussian terms (see :class:`Decoder`).
+DEFAULT_MAX_PIXELS = 8192 * 4320
+
+#: (Gaussian, 16x16 tile) pairs a frame may ask the rasterizer to bin: 512 MiB
+#: of tile lists. A natural frame needs a few per Gaussian (~10**6 at 4K); a
+#: crafted one (4M Gaussians each covering every tile) would ask for terabytes
+#: and hours, so it is refused before rendering.
+MAX_TILE_INTERSECTIONS = 1 << 27
+
+
 class Decoder:
     """Decodes a ``.gfix`` file frame by frame.
 
@@ -113,6 +128,29 @@ class Decoder:
     the fastest present and ``info.backend`` says which). While one frame is
     enhanced, :meth:`frames` decodes and rasterizes the next ones in a
     background thread (at most ``prefetch`` frames ahead).
+
+    **Resource bounds.** Peak memory of decoding one frame on the CPU without
+    the enhancer is about ::
+
+        40 B x width x height  +  240 B x Gaussians  +  4 B x tile pairs
+
+    (the float32 render and its uint8 conversion; the decoded and reference
+    Gaussians with the rasterizer's per-Gaussian setup; one int32 per
+    (Gaussian, 16x16 tile) pair the rasterizer bins). Measured over an idle
+    decoder: 101 MiB at 1920x1080 and 309 MiB at 3840x2160 with 1,000
+    Gaussians, +90 MiB with 400,000 Gaussians; 1.2 GiB at 7680x4320. Every
+    term is bounded before it is allocated: frames above ``max_pixels``
+    (default :data:`DEFAULT_MAX_PIXELS`, 8192x4320) are refused when the file
+    is opened, a frame holds at most 2**22 Gaussians, and a frame whose
+    Gaussians would cover more than :data:`MAX_TILE_INTERSECTIONS` pairs is
+    refused before rendering, so a crafted file costs at most about 3 GB.
+    Lower ``max_pixels`` for untrusted input; ``None`` lifts the limit (up to
+    the format's 16384x16384). The enhancer adds its model and patch batches.
+
+    Raises (from the constructor):
+        FileNotFoundError: no such file.
+        GFixFormatError: the file or one of its sections is malformed.
+        ResourceLimitError: its frames are larger than ``max_pixels``.
     """
 
     def __init__(
@@ -124,7 +162,11 @@ class Decoder:
         enhance: bool = True,
         backend: str = "auto",
         prefetch: int = 2,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
+        if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int)
+                                       or max_pixels < 1):
+            raise ValueError(f"max_pixels must be a positive int or None, got {max_pixels!r}")
         self._device = torch.device(device)
         if self._device.type not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
@@ -133,7 +175,15 @@ class Decoder:
         self._reader = GFixReader(path)
         try:
             header = self._reader.header
-            self._spec, params = decode_stream_info(self._reader.stream_info())
+            # Judged on the header alone, before anything frame-sized exists.
+            if max_pixels is not None and header.width * header.height > max_pixels:
+                raise ResourceLimitError(
+                    f"{self._reader.path}: frames of {header.width}x{header.height} = "
+                    f"{header.width * header.height} pixels exceed max_pixels={max_pixels}; "
+                    "pass a larger max_pixels (or None) to Decoder.open to decode it"
+                )
+            self._spec, params = decode_stream_info(self._reader.stream_info(),
+                                                    context=f"{self._reader.path}: STREAM_INFO")
             keys = tuple(i for i in range(header.frame_count) if self._reader.frame_is_key(i))
             if header.frame_count and (not keys or keys[0] != 0):
                 raise self._reader_error("the first frame is not a key frame")
@@ -145,7 +195,8 @@ class Decoder:
                 from gfix_sdk.enhance.pipeline import load_enhancer
                 from gfix_sdk.runtime.backends import create_backend
 
-                enhancer, coded = load_enhancer(adapter, base, self._device)
+                enhancer, coded = load_enhancer(adapter, base, self._device,
+                                                context=f"{self._reader.path}: ENHANCER")
                 self._tiles = (coded.config.patch, coded.config.overlap)
                 self._backend = create_backend(backend, enhancer, adapter, coded.base_hash, self._device)
         except BaseException:
@@ -175,9 +226,11 @@ class Decoder:
         enhance: bool = True,
         backend: str = "auto",
         prefetch: int = 2,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> Decoder:
         """Open ``path`` for decoding on ``device`` ("cpu" or "cuda"); see the class docstring."""
-        return cls(path, device=device, base=base, enhance=enhance, backend=backend, prefetch=prefetch)
+        return cls(path, device=device, base=base, enhance=enhance, backend=backend, prefetch=prefetch,
+                   max_pixels=max_pixels)
 
     @property
     def path(self) -> Path:
@@ -224,9 +277,24 @@ class Decoder:
         return q
 
     def render(self, index: int) -> Tensor:
-        """Frame ``index`` as an ``(H, W, 3)`` float32 tensor on the decoder's device."""
-        return reconstruct(self.gaussians(index), self._spec, self.info.height, self.info.width,
-                           device=self._device)
+        """Frame ``index`` as an ``(H, W, 3)`` float32 tensor on the decoder's device.
+
+        Raises:
+            GFixFormatError: the frame's data is malformed.
+            ResourceLimitError: the frame would make the rasterizer bin more
+                than :data:`MAX_TILE_INTERSECTIONS` (Gaussian, tile) pairs.
+        """
+        q = self.gaussians(index)
+        height, width = self.info.height, self.info.width
+        g = dequantize(q, self._spec, height, width)  # what the rasterizer will see
+        pairs = tile_intersections_bound(g.means, g.chol, height, width)
+        if pairs > MAX_TILE_INTERSECTIONS:
+            raise ResourceLimitError(
+                f"{self.path}: frame {index}: {q.num_gaussians} Gaussians would cover up to "
+                f"{pairs} (Gaussian, tile) pairs, above the limit {MAX_TILE_INTERSECTIONS} "
+                f"({4 * MAX_TILE_INTERSECTIONS >> 20} MiB of tile lists); refused before rendering"
+            )
+        return reconstruct(q, self._spec, height, width, device=self._device)
 
     def frame(self, index: int, *, as_tensor: bool = False) -> np.ndarray | Tensor:
         """Frame ``index`` as ``(H, W, 3)`` uint8 (numpy, or a tensor on the device),

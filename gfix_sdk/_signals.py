@@ -1,0 +1,64 @@
+"""Termination signals as an exception, so that ``with``/``finally`` blocks
+(which remove temporary files) run before a command-line tool exits."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
+# SIGINT already raises KeyboardInterrupt; these are what `timeout`, job
+# schedulers and a closed terminal send.
+_SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s)
+
+
+class Terminated(KeyboardInterrupt):
+    """The process received SIGTERM or SIGHUP.
+
+    A KeyboardInterrupt (not an Exception), so that ``except Exception``
+    blocks do not swallow it and code that cleans up after Ctrl-C cleans up
+    after it too. :attr:`exit_status` is the shell's convention, 128 + signal.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"terminated by {signal.Signals(signum).name}")
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum
+
+
+def exit_status(exc: KeyboardInterrupt) -> int:
+    """128 + the signal that stopped the process: 130 for Ctrl-C (SIGINT)."""
+    return exc.exit_status if isinstance(exc, Terminated) else 128 + signal.SIGINT
+
+
+@contextlib.contextmanager
+def termination_raises() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise :class:`Terminated` in the main
+    thread; later termination signals are ignored while the first one unwinds
+    (a second SIGTERM must not cut the clean-up short). Previous handlers are
+    restored on exit. Does nothing outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        if received:
+            return
+        received.append(signum)
+        # Ctrl-C while unwinding is ignored as well (SIG_IGN for SIGINT).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise Terminated(signum)
+
+    previous = {s: signal.signal(s, handler) for s in _SIGNALS}
+    previous_int = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
+        signal.signal(signal.SIGINT, previous_int)

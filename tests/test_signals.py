@@ -1,0 +1,100 @@
+"""Stopping the command-line tools with signals leaves no temporary files.
+
+Real subprocesses: ``gfix encode`` and ``gfix decode -o FILE`` are signalled
+while their temporary output exists; they must remove it and exit with
+128 + the signal. A SIGKILLed writer's temporary file is recognisable and
+removed by the next writer of the same target.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gfix_sdk._fs import remove_orphaned_temps, temp_sibling
+from gfix_sdk.bitstream.fuzz import Container
+from gfix_sdk.runtime.fuzz import write_seed_clip
+
+REPO = Path(__file__).resolve().parents[1]
+CLIP = REPO / "gfix_sdk" / "data" / "bbb_320x180_16f.mkv"
+
+
+def _start(*args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-m", "gfix_sdk.cli", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _temps(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp"))
+
+
+def _wait_for_temp(process: subprocess.Popen, folder: Path, timeout: float = 120.0) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = _temps(folder)
+        if found:
+            return found[0]
+        if process.poll() is not None:
+            pytest.fail(f"the command ended ({process.returncode}) before writing: {process.stderr.read()}")
+        time.sleep(0.05)
+    process.kill()
+    pytest.fail("no temporary file appeared")
+
+
+def _stop(process: subprocess.Popen, signum: int) -> str:
+    process.send_signal(signum)
+    try:
+        _, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"still running 60 s after signal {signum}")
+    return err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_signalled_encode_leaves_nothing(tmp_path, signum):
+    out = tmp_path / "clip.gfix"
+    process = _start("encode", str(CLIP), "-o", str(out), "--frames", "16", "-q")
+    temp = _wait_for_temp(process, tmp_path)
+    assert temp.name.startswith(".clip.gfix.") and f".{process.pid}." in temp.name
+    err = _stop(process, signum)
+    assert process.returncode == 128 + signum, err
+    assert "interrupted" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_signalled_decode_leaves_nothing(tmp_path):
+    # One coded key frame repeated 300 times: seconds to decode, instant to make.
+    one = Container.parse(write_seed_clip(tmp_path / "one.gfix", frames=1, width=320, height=180,
+                                          gaussians=300).read_bytes())
+    one.sections[1:2] = [one.sections[1]] * 300
+    source = tmp_path / "src.gfix"
+    source.write_bytes(one.assemble())
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    process = _start("decode", str(source), "-o", str(out_dir / "video.mkv"), "--lossless")
+    _wait_for_temp(process, out_dir)
+    err = _stop(process, signal.SIGTERM)
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert list(out_dir.iterdir()) == []
+
+
+def test_sigkilled_writers_temp_is_removed_by_the_next_writer(tmp_path):
+    out = tmp_path / "clip.gfix"
+    process = _start("encode", str(CLIP), "-o", str(out), "--frames", "16", "-q")
+    orphan = _wait_for_temp(process, tmp_path)
+    process.kill()  # SIGKILL: no clean-up can run
+    process.wait(timeout=30)
+    assert orphan.exists()
+    # A live writer's temporary file (this process's) is left alone.
+    live = temp_sibling(out)
+    live.write_bytes(b"in progress")
+    write_seed_clip(out, frames=2)
+    assert not orphan.exists() and live.exists() and out.exists()
+    live.unlink()
+    assert remove_orphaned_temps(out) == []
