@@ -2,8 +2,9 @@
 
 Light on purpose (no torch): every stage, the lean runtime included, imports it.
 
-* :func:`cache_root` — exports, engines and training pairs (``$GFIX_CACHE``,
-  default ``~/.cache/gfix``); safe to delete.
+* :func:`cache_root` — exports, engines, training pairs, per-base mLoRA
+  factors (``factors/``) and base-hash records (``bases/``) (``$GFIX_CACHE``,
+  default ``~/.cache/gfix``); safe to delete (rebuilt on the next use).
 * :func:`lpips_weights` — the LPIPS weights file of a backbone that the set-up
   converted once (``python -m gfix_sdk.perceptual.convert --net vgg --install``).
   Looked up, in order: ``$GFIX_LPIPS_VGG`` / ``$GFIX_LPIPS_ALEX``, then

@@ -150,26 +150,42 @@ def decode_adapter(payload: bytes, *, context: str = "ENHANCER") -> CodedAdapter
     return CodedAdapter(base_hash=base_hash, config=config, t=t, steps=steps, values=values)
 
 
-def apply_adapter(enhancer: Enhancer, coded: CodedAdapter, base_hash: bytes) -> None:
-    """Load decoded values into ``enhancer`` (built with ``coded.config`` on a
-    base whose hash is ``base_hash``)."""
+def check_base_hash(coded: CodedAdapter, base_hash: bytes) -> None:
+    """Raise :class:`BaseMismatchError` unless the adapter was trained on the base whose hash is ``base_hash``."""
     if coded.base_hash != base_hash:
         raise BaseMismatchError(
             f"the adapter was trained on base model {coded.base_hash.hex()[:16]}..., but the given base is "
             f"{base_hash.hex()[:16]}...; decode with the same SD-Turbo copy the encoder used"
         )
+
+
+def dequantized(coded: CodedAdapter, group: str, sizes: list[int]) -> list[torch.Tensor]:
+    """The float32 values of ``group`` split into flat tensors of ``sizes`` (the
+    group's tensors in :meth:`Enhancer.groups` order); raises GFixFormatError
+    when the coded count differs. :func:`apply_adapter` and the lean runtime
+    (which rebuilds no :class:`Enhancer`) both read the values through here."""
+    values = coded.values[group]
+    expected = sum(sizes)
+    if len(values) != expected:
+        raise GFixFormatError(
+            f"ENHANCER: group {group} holds {len(values)} values but this base model's "
+            f"{coded.config.mode} layers need {expected}"
+        )
+    flat = torch.from_numpy(values).to(torch.float32) * coded.steps[group]
+    out, offset = [], 0
+    for size in sizes:
+        out.append(flat[offset: offset + size])
+        offset += size
+    return out
+
+
+def apply_adapter(enhancer: Enhancer, coded: CodedAdapter, base_hash: bytes) -> None:
+    """Load decoded values into ``enhancer`` (built with ``coded.config`` on a
+    base whose hash is ``base_hash``)."""
+    check_base_hash(coded, base_hash)
     with torch.no_grad():
         for group, tensors in enhancer.groups().items():
-            expected = sum(t.numel() for t in tensors)
-            values = coded.values[group]
-            if len(values) != expected:
-                raise GFixFormatError(
-                    f"ENHANCER: group {group} holds {len(values)} values but this base model's "
-                    f"{coded.config.mode} layers need {expected}"
-                )
-            flat = torch.from_numpy(values).to(torch.float32) * coded.steps[group]
-            offset = 0
-            for tensor in tensors:
-                tensor.copy_(flat[offset: offset + tensor.numel()].reshape(tensor.shape))
-                offset += tensor.numel()
+            parts = dequantized(coded, group, [t.numel() for t in tensors])
+            for tensor, part in zip(tensors, parts):
+                tensor.copy_(part.reshape(tensor.shape))
         enhancer.t.fill_(coded.t)

@@ -18,6 +18,11 @@ the same machine is bit-for-bit repeatable, and across LAPACK builds the
 float32 rounding absorbs float64 last-bit differences except in the rare
 case of (near-)repeated singular values, where the basis itself is ambiguous.
 
+The SVD is the costly part of building an adapted model (minutes on
+SD-Turbo's U-Net), so the factors can be computed once per base and passed
+in (``factors=``, see :mod:`gfix_sdk.runtime.factors`): they must be exactly
+:func:`low_rank_factors`' output, which :func:`check_factors` checks by shape.
+
 Vanilla LoRA (the paper's ablation v1.1): ``y = W x + U (D x)`` with ``D``
 (r x in k k) random and ``U`` (out x r) zero, both trained and transmitted.
 """
@@ -25,7 +30,7 @@ Vanilla LoRA (the paper's ablation v1.1): ``y = W x + U (D x)`` with ``D``
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -54,10 +59,24 @@ def low_rank_factors(weight: Tensor, rank: int) -> tuple[Tensor, Tensor]:
     return (u * root).to(torch.float32).contiguous(), (root[:, None] * vh).to(torch.float32).contiguous()
 
 
+def check_factors(factors: tuple[Tensor, Tensor], weight_shape: tuple[int, ...], rank: int, what: str) -> None:
+    """Raise ValueError unless ``factors`` have the shapes :func:`low_rank_factors`
+    gives for a weight of ``weight_shape`` at ``rank``."""
+    out, fan_in = weight_shape[0], math.prod(weight_shape[1:])
+    r = min(rank, out, fan_in)
+    a, b = factors
+    if tuple(a.shape) != (out, r) or tuple(b.shape) != (r, fan_in):
+        raise ValueError(f"{what}: precomputed factors have shapes {tuple(a.shape)} and {tuple(b.shape)}, "
+                         f"expected {(out, r)} and {(r, fan_in)}")
+    if a.dtype != torch.float32 or b.dtype != torch.float32:
+        raise ValueError(f"{what}: precomputed factors must be float32")
+
+
 class _AdaptedLayer(nn.Module):
     """Base layer (frozen) + low-rank update; subclasses say how to apply it."""
 
-    def __init__(self, base: nn.Module, rank: int, mode: str) -> None:
+    def __init__(self, base: nn.Module, rank: int, mode: str,
+                 factors: tuple[Tensor, Tensor] | None = None) -> None:
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -66,7 +85,11 @@ class _AdaptedLayer(nn.Module):
         self.transform: Callable[[Tensor], Tensor] | None = None
         weight = base.weight
         if mode == "mlora":
-            a, b = low_rank_factors(weight, rank)
+            if factors is None:
+                a, b = low_rank_factors(weight, rank)
+            else:
+                check_factors(factors, tuple(weight.shape), rank, type(base).__name__)
+                a, b = (f.to(weight.device) for f in factors)
             self.register_buffer("A", a, persistent=False)
             self.register_buffer("B", b, persistent=False)
             self.M = nn.Parameter(torch.zeros(a.shape[1], a.shape[1]))
@@ -117,10 +140,11 @@ class AdaptedLinear(_AdaptedLayer):
 
 
 class AdaptedConv2d(_AdaptedLayer):
-    def __init__(self, base: nn.Conv2d, rank: int, mode: str) -> None:
+    def __init__(self, base: nn.Conv2d, rank: int, mode: str,
+                 factors: tuple[Tensor, Tensor] | None = None) -> None:
         if base.groups != 1:
             raise ValueError("grouped convolutions are not supported")
-        super().__init__(base, rank, mode)
+        super().__init__(base, rank, mode, factors)
 
     def forward(self, x: Tensor) -> Tensor:
         # One convolution with W + A M B (see AdaptedLinear), the same as the folded layer.
@@ -132,10 +156,14 @@ class AdaptedConv2d(_AdaptedLayer):
 class ModulatedMatrix(nn.Module):
     """A fixed matrix E (e.g. the prompt embedding) adapted as ``E + A M B``."""
 
-    def __init__(self, value: Tensor, rank: int) -> None:
+    def __init__(self, value: Tensor, rank: int, factors: tuple[Tensor, Tensor] | None = None) -> None:
         super().__init__()
         self.register_buffer("E", value.detach().to(torch.float32).clone(), persistent=False)
-        a, b = low_rank_factors(value, rank)
+        if factors is None:
+            a, b = low_rank_factors(value, rank)
+        else:
+            check_factors(factors, tuple(value.shape), rank, "prompt embedding")
+            a, b = factors
         self.register_buffer("A", a, persistent=False)
         self.register_buffer("B", b, persistent=False)
         self.M = nn.Parameter(torch.zeros(a.shape[1], a.shape[1]))
@@ -173,14 +201,18 @@ def find_targets(model: nn.Module, targets: Iterable[str]) -> list[str]:
     )
 
 
-def inject(model: nn.Module, names: Sequence[str], rank: int, mode: str = "mlora") -> dict[str, _AdaptedLayer]:
-    """Replace each named layer of ``model`` by its adapted version, in place."""
+def inject(model: nn.Module, names: Sequence[str], rank: int, mode: str = "mlora",
+           factors: Mapping[str, tuple[Tensor, Tensor]] | None = None) -> dict[str, _AdaptedLayer]:
+    """Replace each named layer of ``model`` by its adapted version, in place.
+    ``factors``: precomputed mLoRA ``(A, B)`` by layer name (else each layer's SVD is computed)."""
     adapted: dict[str, _AdaptedLayer] = {}
     for name in names:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         layer = getattr(parent, child)
-        wrapper = AdaptedLinear(layer, rank, mode) if isinstance(layer, nn.Linear) else AdaptedConv2d(layer, rank, mode)
+        pair = factors[name] if factors is not None and mode == "mlora" else None
+        kind = AdaptedLinear if isinstance(layer, nn.Linear) else AdaptedConv2d
+        wrapper = kind(layer, rank, mode, pair)
         setattr(parent, child, wrapper)
         adapted[name] = wrapper
     return adapted

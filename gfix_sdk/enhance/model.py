@@ -213,9 +213,13 @@ class Enhancer(nn.Module):
 
     Takes ownership of ``base``'s U-Net and VAE (adapters are injected into
     them in place); load a fresh :class:`BaseModel` per enhancer.
+
+    ``factors``: the base's precomputed mLoRA factors and prompt embedding for
+    this configuration (a :class:`gfix_sdk.runtime.factors.FactorSet`, the
+    per-base cache), which skips the SVDs; the result is the same model.
     """
 
-    def __init__(self, base: BaseModel, config: AdapterConfig = AdapterConfig()) -> None:
+    def __init__(self, base: BaseModel, config: AdapterConfig = AdapterConfig(), *, factors=None) -> None:
         super().__init__()
         self.config = config.resolved(base.defaults)
         self.base_defaults = base.defaults  #: training defaults of the base (see TrainConfig.resolved)
@@ -224,11 +228,17 @@ class Enhancer(nn.Module):
         self.prediction_type = base.prediction_type
         self.wiring = base.wiring  #: the base's output wiring (see OutputWiring)
         self.register_buffer("alphas_cumprod", base.alphas_cumprod.clone(), persistent=False)
-        self.prompt = ModulatedMatrix(prompt_embedding(base, config.prompt), config.prompt_rank)
-        self.unet_layers = inject(self.unet, find_targets(self.unet, config.unet_targets), config.unet_rank,
-                                  config.mode)
-        decoder_layers = find_targets(self.vae.decoder, config.vae_targets)
-        self.vae_layers = inject(self.vae.decoder, decoder_layers, config.vae_rank, config.mode)
+        unet_names = find_targets(self.unet, config.unet_targets)
+        decoder_names = find_targets(self.vae.decoder, config.vae_targets)
+        if factors is None:
+            self.prompt = ModulatedMatrix(prompt_embedding(base, config.prompt), config.prompt_rank)
+            unet_factors = vae_factors = None
+        else:
+            factors.check_layers(config, unet_names, decoder_names)
+            self.prompt = ModulatedMatrix(factors.prompt, config.prompt_rank, factors.prompt_factors)
+            unet_factors, vae_factors = factors.layer_factors("unet"), factors.layer_factors("vae")
+        self.unet_layers = inject(self.unet, unet_names, config.unet_rank, config.mode, unet_factors)
+        self.vae_layers = inject(self.vae.decoder, decoder_names, config.vae_rank, config.mode, vae_factors)
         self.skips = nn.ModuleList(SkipConv(w) for w in skip_weights(base))
         self.t = nn.Parameter(torch.tensor(float(config.t_init)))
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gfix_sdk.enhance.adapter import CodedAdapter, apply_adapter, decode_adapter, encode_adapter
+from gfix_sdk.enhance.adapter import CodedAdapter, apply_adapter, check_base_hash, decode_adapter, encode_adapter
 from gfix_sdk.enhance.base import base_hash, load_base
 from gfix_sdk.enhance.losses import DistortionLoss, make_loss
 from gfix_sdk.enhance.model import AdapterConfig, Enhancer
@@ -160,15 +160,26 @@ def load_enhancer(payload: bytes, base: str | os.PathLike[str] | None = None,
                   context: str = "ENHANCER") -> tuple[Enhancer, CodedAdapter]:
     """Rebuild the enhancer of a coded adapter on a local base model.
 
+    The base's hash and mLoRA factors come from the per-base caches of
+    :mod:`gfix_sdk.runtime.factors` (computed and cached on the first call for
+    a base: the hash over the weights, the float64 SVDs), which also lets the
+    ONNX Runtime and TensorRT decoders skip this function for later videos.
+
     Raises:
         GFixFormatError: the payload is malformed, or its configuration (target
             layers, ranks) does not fit the base model; ``context`` names it.
     """
+    from gfix_sdk.runtime.factors import factor_set_for, known_base_hash, remember_base_hash
+
     coded = decode_adapter(payload, context=context)
     model = load_base(base)
-    digest = base_hash(model)  # before Enhancer injects adapters into the base's modules
+    digest = known_base_hash(model.path)
+    if digest is None:
+        digest = base_hash(model)  # before Enhancer injects adapters into the base's modules
+        remember_base_hash(model.path, digest)
+    check_base_hash(coded, digest)  # a wrong base fails before any SVD
     try:
-        enhancer = Enhancer(model, coded.config)
+        enhancer = Enhancer(model, coded.config, factors=factor_set_for(model, digest, coded.config))
     except GFixError:
         raise
     except (ValueError, KeyError) as exc:

@@ -125,7 +125,10 @@ class Decoder:
     base model the encoder used (``base=`` or ``$GFIX_BASE``); pass
     ``enhance=False`` for the Gaussian-only frames. ``backend`` chooses how
     the enhancer runs (see :mod:`gfix_sdk.runtime.backends`; ``auto`` picks
-    the fastest present and ``info.backend`` says which). While one frame is
+    the fastest present and ``info.backend`` says which). With ``onnxruntime``
+    or ``tensorrt``, a video on a base this machine has decoded before opens
+    without loading the base's modules (no diffusers or transformers import,
+    no SVD): its folded weights are written into the cached graph. While one frame is
     enhanced, :meth:`frames` decodes and rasterizes the next ones in a
     background thread (at most ``prefetch`` frames ahead).
 
@@ -192,13 +195,13 @@ class Decoder:
             self._backend = None
             self._tiles = (0, 0)  # the enhancer's patch and overlap
             if adapter is not None and enhance:
-                from gfix_sdk.enhance.pipeline import load_enhancer
-                from gfix_sdk.runtime.backends import create_backend
+                from gfix_sdk.runtime.backends import open_backend
 
-                enhancer, coded = load_enhancer(adapter, base, self._device,
-                                                context=f"{self._reader.path}: ENHANCER")
+                # Lean for onnxruntime/tensorrt once the base has been seen (no diffusers,
+                # no Enhancer; see gfix_sdk.runtime.backends), else the full rebuild.
+                self._backend, coded = open_backend(backend, adapter, base, self._device,
+                                                    context=f"{self._reader.path}: ENHANCER")
                 self._tiles = (coded.config.patch, coded.config.overlap)
-                self._backend = create_backend(backend, enhancer, adapter, coded.base_hash, self._device)
         except BaseException:
             self._reader.close()
             raise
