@@ -25,8 +25,11 @@ CLIP = REPO / "gfix_sdk" / "data" / "bbb_320x180_16f.mkv"
 
 def _start(*args: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    # A child of a background job inherits SIGINT ignored (and Python then keeps
+    # it ignored, as it should); the test wants an interactive user's process.
     return subprocess.Popen([sys.executable, "-m", "gfix_sdk.cli", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _temps(folder: Path) -> list[Path]:
