@@ -83,7 +83,9 @@ def _enhance_settings(args: argparse.Namespace):
     adapter = AdapterConfig(mode=args.adapter, patch=args.patch, overlap=args.overlap)
     train = TrainConfig(steps=args.enhance_steps, lmbda=lmbda, lr=args.lr, loss=args.loss, lpips_weights=args.lpips,
                         l2_weight=args.l2_weight)
-    return EnhanceSettings(base=args.base, adapter=adapter, train=train, always_keep=args.keep_adapter)
+    bound = {} if args.max_psnr_drop is None else {"max_psnr_drop": None if args.max_psnr_drop < 0
+                                                   else args.max_psnr_drop}
+    return EnhanceSettings(base=args.base, adapter=adapter, train=train, always_keep=args.keep_adapter, **bound)
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
@@ -241,6 +243,9 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--l2-weight", type=float, help="weight of the loss's L2 term (default: the base's; "
                                                         "SD-Turbo: Difix's 1, the tiny stand-in: its measured value)")
     group.add_argument("--lpips", help="LPIPS-VGG weights file for the difix loss (default: the installed one)")
+    group.add_argument("--max-psnr-drop", type=float, metavar="DB",
+                       help="fidelity bound: the encoder scales the enhancer's change down until the mean PSNR "
+                            "is at most DB below the Gaussian frames' (default: 0.4; -1: no bound)")
     group.add_argument("--keep-adapter", action="store_true",
                        help="store the adapter even if it does not lower rate + lambda x distortion "
                             "(by default such an adapter is dropped and the file is a plain Gaussian stream)")

@@ -11,7 +11,7 @@ import torch
 from gfix_sdk.enhance.adapter import BaseMismatchError, apply_adapter, decode_adapter, encode_adapter
 from gfix_sdk.enhance.base import BaseModelError, base_hash, build_tiny_base, check_base_dir, load_base
 from gfix_sdk.enhance.mlora import AdaptedConv2d, fold_into, low_rank_factors
-from gfix_sdk.enhance.model import AdapterConfig, Enhancer, interpolate_alpha_bar
+from gfix_sdk.enhance.model import GROUPS, AdapterConfig, Enhancer, interpolate_alpha_bar
 from gfix_sdk.enhance.tiny import install_tiny_base
 from gfix_sdk.errors import GFixFormatError
 
@@ -456,23 +456,99 @@ def test_luma_highpass_keeps_chroma_and_luma_detail_only():
                                atol=2e-3, rtol=0)
 
 
-def test_adapter_version_1_payload_decodes_with_no_overlap(random_base_dir):
+def test_older_adapter_payloads_decode(random_base_dir):
+    """Version 1 (no overlap field) reads as overlap 0, versions 1 and 2 (no
+    strength field) as strength 1; the values are the same."""
     from gfix_sdk.coding import ByteReader
 
     base = load_base(random_base_dir)
     enhancer = Enhancer(base, AdapterConfig(patch=64, overlap=16))
-    payload = encode_adapter(enhancer, _random_adapter(enhancer), base_hash(base))
-    assert decode_adapter(payload).config.overlap == 16
-    # Version 1 had no overlap varint after the patch: rebuild such a payload from this one.
+    steps = _random_adapter(enhancer)
+    with torch.no_grad():
+        enhancer.strength.fill_(0.625)
+    payload = encode_adapter(enhancer, steps, base_hash(base))
+    current = decode_adapter(payload)
+    assert (current.config.overlap, current.strength) == (16, 0.625)
+    # Rebuild the older layouts from this payload: find the overlap varint and the strength f32.
     r = ByteReader(payload, context="test")
     r.u8("version"), r.raw(32, "hash"), r.u8("mode")
     for name in ("prompt rank", "unet rank", "vae rank", "patch"):
         r.varint(name)
-    head = len(payload) - r.remaining
+    overlap_at = len(payload) - r.remaining
     r.varint("overlap")
-    old = decode_adapter(b"\x01" + payload[1:head] + payload[len(payload) - r.remaining:])
-    assert old.config.overlap == 0 and old.config.patch == 64
-    assert all(np.array_equal(old.values[g], decode_adapter(payload).values[g]) for g in old.values)
+    after_overlap = len(payload) - r.remaining
+    for name in ("prompt", "unet", "vae"):
+        if r.u8(name) == 1:
+            r.blob(name)
+    r.f32("t")
+    strength_at = len(payload) - r.remaining
+    v2 = b"\x02" + payload[1:strength_at] + payload[strength_at + 4:]
+    v1 = b"\x01" + payload[1:overlap_at] + payload[after_overlap:strength_at] + payload[strength_at + 4:]
+    for old, overlap in ((decode_adapter(v2), 16), (decode_adapter(v1), 0)):
+        assert (old.config.overlap, old.config.patch, old.strength) == (overlap, 64, 1.0)
+        assert all(np.array_equal(old.values[g], current.values[g]) for g in old.values)
+    for bad in (0.0, -0.5, 1.5, float("nan")):
+        damaged = payload[:strength_at] + np.float32(bad).tobytes() + payload[strength_at + 4:]
+        with pytest.raises(GFixFormatError, match="strength"):
+            decode_adapter(damaged)
+
+
+def test_strength_scales_the_enhancers_change_in_every_backend(random_base_dir, tmp_path):
+    """``strength`` s makes the output x + s (f(x) - x), for a plain and a
+    residual base, in the trainable enhancer and the folded export alike;
+    it travels in the adapter."""
+    import shutil
+
+    from gfix_sdk.enhance.base import OutputWiring, save_gfix_extras
+    from gfix_sdk.enhance.fixer import skip_convs
+    from gfix_sdk.export.folded import FoldedEnhancer
+
+    residual_dir = tmp_path / "residual"
+    shutil.copytree(random_base_dir, residual_dir)
+    plain = load_base(residual_dir)
+    save_gfix_extras(residual_dir, [c.weight.detach() for c in skip_convs(plain)], plain.defaults,
+                     OutputWiring(residual=True, luma_highpass_sigma=1.5))
+    x = torch.rand(2, 3, 32, 48)
+    for base_dir in (random_base_dir, residual_dir):
+        base = load_base(base_dir)
+        digest = base_hash(base)
+        enhancer = Enhancer(base, SMALL).eval()
+        _random_adapter(enhancer, step=2**-9)
+        with torch.no_grad():
+            full = enhancer(x)
+            enhancer.strength.fill_(0.375)
+            scaled = enhancer(x)
+            torch.testing.assert_close(scaled, x + 0.375 * (full - x), rtol=0, atol=1e-6)
+            torch.testing.assert_close(FoldedEnhancer(enhancer)(x), scaled.clamp(0, 1), rtol=0, atol=1e-5)
+        fresh = Enhancer(load_base(base_dir), SMALL)
+        apply_adapter(fresh, decode_adapter(encode_adapter(enhancer, {g: 2**-9 for g in GROUPS}, digest)),
+                      digest)
+        assert float(fresh.strength) == 0.375
+
+
+def test_choose_strength_keeps_the_fidelity_bound():
+    """The encoder's fidelity control picks the strongest multiple of 1/8 that
+    keeps the mean PSNR within the bound (checked against a brute-force scan
+    with an independent PSNR), 1 when enhancement costs nothing, 0 when even 1/8 is too much."""
+    from gfix_sdk.enhance.pipeline import STRENGTHS, choose_strength
+
+    gen = np.random.default_rng(0)
+    originals = gen.integers(40, 216, (3, 24, 32, 3)).astype(np.uint8)
+    rendered = np.clip(originals + gen.normal(0, 4, originals.shape), 0, 255).round().astype(np.uint8)
+    enhanced = np.clip(rendered + gen.normal(0, 6, originals.shape), 0, 255).round().astype(np.uint8)
+
+    def psnr(a):  # per frame, then the mean, as the metrics report it
+        mse = [np.mean((f.astype(float) - o.astype(float)) ** 2) for f, o in zip(a, originals)]
+        return float(np.mean([10 * np.log10(255**2 / m) for m in mse]))
+
+    for bound in (0.25, 0.5, 1.0, 2.0):
+        chosen = choose_strength(originals, rendered, enhanced, bound)
+        scaled = {s: np.clip(np.round(rendered + s * (enhanced.astype(np.float32) - rendered)), 0, 255) for s in STRENGTHS}
+        ok = [s for s in STRENGTHS if psnr(scaled[s]) >= psnr(rendered) - bound]
+        assert chosen == (max(ok) if ok else 0.0)
+    assert 0 < choose_strength(originals, rendered, enhanced, 0.5) < 1  # this case needs scaling
+    assert choose_strength(originals, rendered, originals, 0.0) == 1.0  # a perfect enhancer is not scaled
+    assert choose_strength(originals, rendered, 255 - rendered, 0.01) == 0.0
 
 
 def test_do_no_harm_drops_an_adapter_that_hurts(random_base_dir, tmp_path):

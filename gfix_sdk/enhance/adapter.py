@@ -9,6 +9,8 @@ Payload (little-endian, version 2)::
     3 x     (u8 flag, [blob]): prompt text, U-Net targets, VAE-decoder targets
             (comma-separated); flag 0 = the default (no blob follows), 1 = custom
     f32     timestep t
+    f32     strength (version 3; earlier versions: 1): scale of the change
+            the enhancer makes to a frame, chosen by the encoder
     then for each group in (prompt, unet, vae, skip):
         f64     quantisation step
         varint  number of values
@@ -20,7 +22,7 @@ rebuilds the same layer list from the same base and configuration, splits
 them back. Counts are checked against that rebuild before anything is set.
 
 Version 1 (no overlap field: patches did not overlap) is still read, as
-overlap 0.
+overlap 0; versions 1 and 2 (no strength field) as strength 1.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ from gfix_sdk.coding import ByteReader, ByteWriter, decode_symbols, encode_symbo
 from gfix_sdk.enhance.model import GROUPS, AdapterConfig, Enhancer
 from gfix_sdk.errors import GFixError, GFixFormatError
 
-ADAPTER_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+ADAPTER_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 MAX_VALUES = 1 << 28  # per group: far above SD-Turbo's largest (LoRA) adapter
 _MODES = ("mlora", "lora")
 
@@ -53,6 +55,7 @@ class CodedAdapter:
     t: float
     steps: dict[str, float]
     values: dict[str, np.ndarray]  #: int64 grid indices per group
+    strength: float = 1.0  #: scale of the enhancer's change to a frame, in (0, 1]
 
     def group_bytes(self) -> dict[str, int]:
         return {g: len(encode_symbols(v)) for g, v in self.values.items()}
@@ -100,6 +103,7 @@ def encode_adapter(
         if text != default:
             w.blob(text.encode("utf-8"))
     w.f32(float(enhancer.t.detach()))
+    w.f32(float(enhancer.strength))
     for group, values in quantize_groups(enhancer, steps).items():
         w.f64(steps[group])
         w.varint(len(values))
@@ -139,6 +143,9 @@ def decode_adapter(payload: bytes, *, context: str = "ENHANCER") -> CodedAdapter
     t = r.f32("timestep")
     if not np.isfinite(t):
         raise r.error("timestep is not finite")
+    strength = r.f32("strength") if version >= 3 else 1.0
+    if not (np.isfinite(strength) and 0.0 < strength <= 1.0):
+        raise r.error(f"strength {strength} outside (0, 1]")
     steps, values = {}, {}
     for group in GROUPS:
         steps[group] = r.f64(f"{group} step")
@@ -147,7 +154,7 @@ def decode_adapter(payload: bytes, *, context: str = "ENHANCER") -> CodedAdapter
         count = r.varint(f"{group} count", maximum=MAX_VALUES)
         values[group] = decode_symbols(r, count, f"{group} values")
     r.expect_end()
-    return CodedAdapter(base_hash=base_hash, config=config, t=t, steps=steps, values=values)
+    return CodedAdapter(base_hash=base_hash, config=config, t=t, steps=steps, values=values, strength=strength)
 
 
 def check_base_hash(coded: CodedAdapter, base_hash: bytes) -> None:
@@ -189,3 +196,4 @@ def apply_adapter(enhancer: Enhancer, coded: CodedAdapter, base_hash: bytes) -> 
             for tensor, part in zip(tensors, parts):
                 tensor.copy_(part.reshape(tensor.shape))
         enhancer.t.fill_(coded.t)
+        enhancer.strength.fill_(coded.strength)

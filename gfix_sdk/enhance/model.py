@@ -171,10 +171,13 @@ def remove_luma_lowpass(correction: Tensor, sigma: float) -> Tensor:
 
 
 def decode_with_skips(vae: nn.Module, z: Tensor, skips: list[Tensor], skip_convs: nn.ModuleList,
-                      x: Tensor | None = None, wiring: OutputWiring = OutputWiring()) -> Tensor:
+                      x: Tensor | None = None, wiring: OutputWiring = OutputWiring(),
+                      strength: Tensor | None = None) -> Tensor:
     """VAE decode of a scaled latent, adding ``skip_convs[j](skip)`` before up
     block j; output in [0, 1]. A residual ``wiring`` adds the decoder's output
-    to ``x`` (the input frame in [0, 1]) as a correction (see :class:`OutputWiring`)."""
+    to ``x`` (the input frame in [0, 1]) as a correction (see :class:`OutputWiring`).
+    ``strength`` (a scalar tensor) scales the change made to ``x``: the
+    encoder's fidelity control (see :func:`gfix_sdk.enhance.pipeline.choose_strength`)."""
     z = z / vae.config.scaling_factor
     if getattr(vae, "post_quant_conv", None) is not None:
         z = vae.post_quant_conv(z)
@@ -184,15 +187,17 @@ def decode_with_skips(vae: nn.Module, z: Tensor, skips: list[Tensor], skip_convs
         h = block(h + skip_convs[j](skips[-1 - j]), None)
     h = decoder.conv_out(decoder.conv_act(decoder.conv_norm_out(h)))
     if not wiring.residual:
-        return (h + 1) / 2
+        y = (h + 1) / 2
+        return y if strength is None else x + strength.to(y.dtype) * (y - x)
     correction = h / 2
     if wiring.luma_highpass_sigma > 0:
         correction = remove_luma_lowpass(correction, wiring.luma_highpass_sigma)
-    return x + correction
+    return x + (correction if strength is None else strength.to(correction.dtype) * correction)
 
 
 def single_step(vae: nn.Module, unet: nn.Module, skip_convs: nn.ModuleList, prompt: Tensor, t: Tensor,
-                abar: Tensor, prediction_type: str, x: Tensor, *, wiring: OutputWiring = OutputWiring()) -> Tensor:
+                abar: Tensor, prediction_type: str, x: Tensor, *, wiring: OutputWiring = OutputWiring(),
+                strength: Tensor | None = None) -> Tensor:
     """The enhancer's forward pass (see the module docstring); shared by the
     trainable :class:`Enhancer` and the folded export module."""
     # The adapter never touches the VAE encoder (its weights are frozen, so no
@@ -205,7 +210,7 @@ def single_step(vae: nn.Module, unet: nn.Module, skip_convs: nn.ModuleList, prom
         x0 = abar.sqrt() * z - (1 - abar).sqrt() * pred
     else:
         x0 = (z - (1 - abar).sqrt() * pred) / abar.sqrt()
-    return decode_with_skips(vae, x0, skips, skip_convs, x, wiring)
+    return decode_with_skips(vae, x0, skips, skip_convs, x, wiring, strength)
 
 
 class Enhancer(nn.Module):
@@ -241,6 +246,9 @@ class Enhancer(nn.Module):
         self.vae_layers = inject(self.vae.decoder, decoder_names, config.vae_rank, config.mode, vae_factors)
         self.skips = nn.ModuleList(SkipConv(w) for w in skip_weights(base))
         self.t = nn.Parameter(torch.tensor(float(config.t_init)))
+        #: Scale of the change made to the frame (1: as trained); chosen by the
+        #: encoder after training and carried by the adapter (not trained).
+        self.register_buffer("strength", torch.tensor(1.0))
 
     # ------------------------------------------------------------- parameters
     def groups(self) -> dict[str, list[nn.Parameter]]:
@@ -274,7 +282,7 @@ class Enhancer(nn.Module):
         output is not clamped (training losses see the raw values)."""
         abar = interpolate_alpha_bar(self.alphas_cumprod, self.t.to(x.dtype))
         return single_step(self.vae, self.unet, self.skips, self.prompt(), self.t, abar, self.prediction_type, x,
-                           wiring=self.wiring)
+                           wiring=self.wiring, strength=self.strength)
 
     @torch.no_grad()
     def enhance_image(self, image: Tensor, *, batch: int = 8) -> Tensor:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -31,6 +31,10 @@ from gfix_sdk.errors import GFixError, GFixFormatError
 
 #: At most this many frames (evenly spaced) are scored for the keep/drop decision.
 DECISION_FRAMES = 32
+#: Default fidelity bound of the encoder (dB of mean PSNR the enhancer may cost).
+DEFAULT_MAX_PSNR_DROP = 0.4
+#: Strengths the encoder tries, strongest first (multiples of 1/8: exact in the f32 field).
+STRENGTHS = tuple(k / 8 for k in range(8, 0, -1))
 
 
 def default_device() -> torch.device:
@@ -50,6 +54,14 @@ class EnhanceSettings:
     #: Write the adapter even when it does not lower rate + lambda x distortion
     #: (the do-no-harm decision still runs and is reported).
     always_keep: bool = False
+    #: Fidelity bound: the enhanced video's mean PSNR may fall at most this many
+    #: dB below the Gaussian frames' (the encoder scales the enhancer's change,
+    #: see :func:`choose_strength`); None: no bound.
+    max_psnr_drop: float | None = DEFAULT_MAX_PSNR_DROP
+
+    def __post_init__(self) -> None:
+        if self.max_psnr_drop is not None and not self.max_psnr_drop >= 0:
+            raise ValueError(f"max_psnr_drop must be >= 0 dB or None, got {self.max_psnr_drop}")
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,9 @@ class AdapterDecision:
     distortion_gaussian: float  #: mean distortion of the Gaussian frames
     distortion_enhanced: float  #: mean distortion of the enhanced frames
     frames_scored: int
+    #: Scale of the enhancer's change to the frames (1: as trained; below 1 the
+    #: encoder's fidelity bound took some back, see :func:`choose_strength`).
+    strength: float = 1.0
 
     @property
     def objective_gaussian(self) -> float:
@@ -107,18 +122,64 @@ def fit_adapter(
     train = settings.train.resolved(base.defaults)
     loss_fn = make_loss(train.loss, train.lpips_weights, l2_weight=train.l2_weight).to(device)
     result = train_enhancer(enhancer, rendered, originals, train, loss_fn=loss_fn, progress=progress)
-    payload = encode_adapter(enhancer, result.steps, digest, result.mixture_hints)
-    coded = decode_adapter(payload)
-    apply_adapter(enhancer, coded, digest)  # evaluate exactly what the decoder will rebuild
     enhancer.eval()
-    run = enhancer_runner(enhancer)
     config = enhancer.config
-    enhanced = np.stack([enhance_frame(run, torch.from_numpy(f), config.patch, config.overlap).cpu().numpy()
-                         for f in rendered])
+
+    def code_and_enhance() -> tuple[bytes, CodedAdapter, np.ndarray]:
+        payload = encode_adapter(enhancer, result.steps, digest, result.mixture_hints)
+        coded = decode_adapter(payload)
+        apply_adapter(enhancer, coded, digest)  # evaluate exactly what the decoder will rebuild
+        run = enhancer_runner(enhancer)
+        enhanced = np.stack([enhance_frame(run, torch.from_numpy(f), config.patch, config.overlap).cpu().numpy()
+                             for f in rendered])
+        return payload, coded, enhanced
+
+    payload, coded, enhanced = code_and_enhance()
+    strength = 1.0
+    if settings.max_psnr_drop is not None:
+        strength = choose_strength(originals, rendered, enhanced, settings.max_psnr_drop)
+        if 0.0 < strength < 1.0:
+            with torch.no_grad():
+                enhancer.strength.fill_(strength)
+            payload, coded, enhanced = code_and_enhance()
     decision = decide(originals, rendered, enhanced, loss_fn, lmbda=train.lmbda,
                       adapter_bits=8 * len(payload), always_keep=settings.always_keep)
+    if strength == 0.0:
+        reason = (f"dropped: even at strength {STRENGTHS[-1]:g} the enhanced frames' mean PSNR is more than "
+                  f"{settings.max_psnr_drop:g} dB below the Gaussian frames' (the fidelity bound)")
+        if settings.always_keep:
+            reason = "kept on request (--keep-adapter), although " + reason.removeprefix("dropped: ")
+        decision = replace(decision, kept=settings.always_keep, reason=reason)
+    if 0.0 < strength < 1.0:
+        decision = replace(decision, reason=f"{decision.reason}; at strength {strength:g} (the fidelity bound: "
+                                            f"mean PSNR at most {settings.max_psnr_drop:g} dB below the Gaussian frames')")
+    decision = replace(decision, strength=float(enhancer.strength))
     return FittedAdapter(payload=payload, enhancer=enhancer, result=result, coded=coded, decision=decision,
                          enhanced=enhanced)
+
+
+def mean_psnr(frames: np.ndarray, originals: np.ndarray) -> float:
+    """Mean over frames of each ``uint8`` frame's PSNR in dB (as the metrics report it)."""
+    diff = frames.astype(np.float64) - originals.astype(np.float64)
+    mse = np.maximum((diff * diff).reshape(len(frames), -1).mean(axis=1), 1e-10)
+    return float(np.mean(10 * np.log10(255.0**2 / mse)))
+
+
+def choose_strength(originals: np.ndarray, rendered: np.ndarray, enhanced: np.ndarray, max_psnr_drop: float) -> float:
+    """The largest of :data:`STRENGTHS` whose frames ``rendered + s (enhanced -
+    rendered)`` keep the mean PSNR within ``max_psnr_drop`` dB of the Gaussian
+    frames', or 0.0 when none does. The encoder's fidelity control: perceptual
+    training trades PSNR (and VMAF) for LPIPS, and this bounds the trade on the
+    encoder's own reconstruction. The scaled frames are an estimate (the
+    decoder scales before rounding); the encoder then enhances again at the
+    chosen strength, exactly as the decoder will."""
+    floor = mean_psnr(rendered, originals) - max_psnr_drop
+    change = enhanced.astype(np.float32) - rendered.astype(np.float32)
+    for strength in STRENGTHS:
+        scaled = np.clip(np.round(rendered + strength * change), 0, 255).astype(np.uint8)
+        if mean_psnr(scaled, originals) >= floor:
+            return strength
+    return 0.0
 
 
 def decide(originals: np.ndarray, rendered: np.ndarray, enhanced: np.ndarray, loss_fn: DistortionLoss, *,

@@ -48,6 +48,7 @@ class FoldedEnhancer(nn.Module):
             t = enhancer.t.detach().clone()
             self.register_buffer("t", t)
             self.register_buffer("abar", interpolate_alpha_bar(enhancer.alphas_cumprod, t).to(torch.float32))
+            self.register_buffer("strength", enhancer.strength.detach().clone().to(torch.float32))
         self.prediction_type = enhancer.prediction_type
         self.wiring = enhancer.wiring
         self.patch = enhancer.config.patch
@@ -55,16 +56,16 @@ class FoldedEnhancer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = single_step(self.vae, self.unet, self.skips, self.prompt, self.t, self.abar, self.prediction_type, x,
-                          wiring=self.wiring)
+                          wiring=self.wiring, strength=self.strength)
         return out.clamp(0.0, 1.0)
 
     def folded_weights(self) -> dict[str, Tensor]:
         """The tensors that differ between videos on one base (what a TensorRT
         refit must replace): every weight of a layer the adapter touched, the
-        skip convolutions, the prompt embedding and the timestep constants."""
+        skip convolutions, the prompt embedding, the timestep constants and the strength."""
         return {name: t for name, t in self.state_dict().items() if name in self._video_specific_names()}
 
     def _video_specific_names(self) -> set[str]:
-        names = {"prompt", "t", "abar"} | {f"skips.{i}.weight" for i in range(len(self.skips))}
+        names = {"prompt", "t", "abar", "strength"} | {f"skips.{i}.weight" for i in range(len(self.skips))}
         names |= set(self._adapted_names)
         return names
