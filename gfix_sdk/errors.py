@@ -22,3 +22,8 @@ class VideoReadError(GFixError, ValueError):
 
 class VideoWriteError(GFixError, OSError):
     """An output video cannot be written."""
+
+
+class MissingDependencyError(GFixError, ImportError):
+    """An optional dependency that the requested feature needs is not
+    installed; the message names the package extra to install."""
