@@ -223,3 +223,15 @@ def test_encode_many_without_ray_and_name_clashes(frames, tmp_path):
     report = encode_many([first, tmp_path / "nope.mkv"], tmp_path / "out", config=CONFIG, progress=False)
     assert [v.status for v in report.videos] == ["ok", "failed"]
     assert "nope.mkv" in report.failed[0].error and (tmp_path / "out" / "clip.gfix").exists()
+
+
+@pytest.mark.slow
+def test_scale_bench_runs_and_files_agree(capsys, tmp_path):
+    from gfix_sdk.bench.__main__ import main as bench_main
+
+    record = tmp_path / "scale.json"
+    assert bench_main(["scale", "--preset", "fast", "--gaussians", "30", "--gop", "8", "--skip-warm",
+                       "--json", str(record)]) == 0
+    result = json.loads(record.read_text())
+    assert [r["workers"] for r in result["runs"]] == [1, 2]
+    assert all(r["same_bytes"] for r in result["runs"]) and len(result["gop_seconds"]) == 2
