@@ -12,6 +12,7 @@ import json
 import math
 import os
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -147,8 +148,6 @@ def encode_many(
     Returns:
         A :class:`LibraryReport`; ``report.failed`` lists the failures.
     """
-    import time
-
     from gfix_sdk.bitstream.encode import encode_video
 
     for reserved in ("progress", "on_frame", "output"):
@@ -186,9 +185,9 @@ def encode_many(
             report = encode_video(video.input, video.output, progress=False, on_frame=count_frame,
                                   workers=workers, ray_address=ray_address, cpus_per_worker=cpus_per_worker,
                                   **encode_options)
+        except _Stopped:
+            raise
         except Exception as exc:  # one video's failure must not stop the others
-            if isinstance(exc, _Stopped):
-                raise
             video.status, video.error = "failed", f"{type(exc).__name__}: {exc}"
         else:
             video.status, video.frames, video.bytes = "ok", report.num_frames, report.num_bytes
