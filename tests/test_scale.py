@@ -94,6 +94,26 @@ def test_two_workers_write_the_same_bytes(ray_local, frames, sequential, tmp_pat
     assert ray_local.is_initialized()  # a runtime we did not start is left running
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_enhancer_is_trained_once_after_the_gops_with_the_same_bytes(ray_local, frames, tmp_path):
+    from gfix_sdk.enhance.base import build_tiny_base
+    from gfix_sdk.enhance.model import AdapterConfig
+    from gfix_sdk.enhance.pipeline import EnhanceSettings
+    from gfix_sdk.enhance.train import TrainConfig
+
+    base = build_tiny_base(tmp_path / "base")  # random weights: only the plumbing is under test
+    settings = EnhanceSettings(base=str(base), adapter=AdapterConfig(patch=32), train=TrainConfig(steps=2),
+                               device="cpu", always_keep=True)
+    files = []
+    for workers in (1, 2):
+        path = tmp_path / f"w{workers}.gfix"
+        report = encode_frames(frames[:3], path, width=W, height=H, fps=25, config=CONFIG, progress=False,
+                               enhance=settings, workers=workers)
+        assert report.enhancer_bytes > 0 and len(report.enhanced_psnr) == 3
+        files.append(path.read_bytes())
+    assert sha(files[0]) == sha(files[1])
+
+
 def test_a_dead_worker_is_retried_and_the_file_is_unchanged(ray_local, frames, sequential, tmp_path, monkeypatch):
     import gfix_sdk.scale.parallel as parallel
 

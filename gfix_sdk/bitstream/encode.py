@@ -176,6 +176,7 @@ def encode_frames(
                 if on_frame is not None:
                     on_frame(coded)
             bar.close()
+            stack.close()  # every GOP is in: stop a runtime we started before the enhancer trains
             if enhance is not None and originals:
                 _add_enhancer(writer, report, np.stack(originals), np.stack(rendered), enhance, progress,
                               on_enhanced)
