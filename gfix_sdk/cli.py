@@ -17,6 +17,9 @@ EPILOG = """examples:
   gfix encode clip.mp4 -o clip.gfix          encode with the medium preset
   gfix encode clip.mp4 -o clip.gfix --preset fast --gaussians 6000 --frames 32
   gfix encode Beauty_1920x1080_8bit.yuv --size 1920x1080 --fps 120 --frames 96 -o beauty.gfix
+  gfix encode clip.mp4 -o clip.gfix --workers 4              GOPs in parallel on a local Ray runtime
+  gfix encode clip.mp4 -o clip.gfix --workers 64 --ray-address auto   ... on a running Ray cluster
+  gfix encode-many videos/*.mp4 --out-dir out --workers 4    a library: .gfix files + summary.csv/.json
   gfix decode clip.gfix -o decoded.mp4       (.mkv/.mp4 with --lossless, .y4m, or a folder of PNGs)
   gfix info clip.gfix [--json]
   gfix base --tiny tiny-sd                   install the small pretrained stand-in for SD-Turbo
@@ -88,13 +91,39 @@ def _enhance_settings(args: argparse.Namespace):
     return EnhanceSettings(base=args.base, adapter=adapter, train=train, always_keep=args.keep_adapter, **bound)
 
 
+def _scale_kwargs(args: argparse.Namespace) -> dict:
+    return {"workers": args.workers, "ray_address": args.ray_address, "cpus_per_worker": args.cpus_per_worker}
+
+
 def _cmd_encode(args: argparse.Namespace) -> int:
     from gfix_sdk.bitstream.encode import encode_video
 
     report = encode_video(args.input, args.output, config=_config_from_args(args), max_frames=args.frames,
                           size=args.size, fps=args.fps, bit_depth=args.bit_depth, progress=not args.quiet,
-                          enhance=_enhance_settings(args), device=args.device)
+                          enhance=_enhance_settings(args), device=args.device, **_scale_kwargs(args))
     _print_report(report)
+    return 0
+
+
+def _cmd_encode_many(args: argparse.Namespace) -> int:
+    from gfix_sdk.scale.library import encode_many
+
+    report = encode_many(args.inputs, args.out_dir, config=_config_from_args(args), max_frames=args.frames,
+                         size=args.size, fps=args.fps, bit_depth=args.bit_depth, progress=not args.quiet,
+                         enhance=_enhance_settings(args), device=args.device, videos_at_once=args.videos_at_once,
+                         **_scale_kwargs(args))
+    width = max(len(v.input) for v in report.videos)
+    for v in report.videos:
+        if v.ok:
+            print(f"  {v.input:{width}s}  ok      {v.bytes:>10,d} bytes {v.kbps:9.1f} kbit/s {v.psnr_db:6.2f} dB "
+                  f"{v.seconds:7.1f} s -> {v.output}")
+        else:
+            print(f"  {v.input:{width}s}  FAILED  {v.error}")
+    print(f"{len(report.videos) - len(report.failed)} of {len(report.videos)} videos encoded in "
+          f"{report.seconds:.1f} s; summary: {report.csv_path}, {report.json_path}")
+    if report.failed:
+        print(f"gfix: error: {len(report.failed)} video(s) failed (see above)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -255,10 +284,30 @@ def _add_codec_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=["fast", "medium", "slow"], default="medium",
                         help="fitting effort (default: medium)")
     parser.add_argument("--gaussians", type=positive_int, help="Gaussians per frame (preset default: 3000)")
-    parser.add_argument("--gop", type=positive_int, help="maximum frames between key frames (default: 16)")
+    parser.add_argument("--gop", type=positive_int,
+                        help="GOP length: a key frame every N frames, and at scene cuts (default: 16)")
     parser.add_argument("--device", help="where Gaussians are fitted and the enhancer trains: cpu, cuda or cuda:N "
                                          "(default: cuda when available)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _add_scale_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("scale-out on Ray (pip install \"gfix-sdk[cluster]\")")
+    group.add_argument("--workers", type=positive_int, default=1,
+                       help="GOPs coded at once as Ray tasks; the file is byte-identical to --workers 1 (default: 1, "
+                            "no Ray)")
+    group.add_argument("--ray-address", metavar="ADDR",
+                       help="run on an existing Ray cluster: 'auto' or ray://HOST:PORT (default: a local Ray runtime, "
+                            "started and stopped for this command, when --workers > 1)")
+    group.add_argument("--cpus-per-worker", type=positive_int,
+                       help="CPUs (and torch threads) each GOP task asks for (default: CPUs / workers)")
+
+
+def _add_input_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--frames", type=positive_int, help="encode only the first N frames")
+    parser.add_argument("--size", type=parse_size, help="WxH of a raw .yuv input")
+    parser.add_argument("--fps", type=float, help="frame rate of a raw .yuv or PNG input (default 25)")
+    parser.add_argument("--bit-depth", type=int, choices=[8, 10], default=8, help="raw .yuv bit depth")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -275,13 +324,28 @@ def build_parser() -> argparse.ArgumentParser:
                                      "into a .gfix file of 2D Gaussians per frame.")
     enc.add_argument("input", help="input video, raw .yuv (needs --size/--fps) or PNG folder/glob")
     enc.add_argument("-o", "--output", required=True, help="output .gfix file")
-    enc.add_argument("--frames", type=positive_int, help="encode only the first N frames")
-    enc.add_argument("--size", type=parse_size, help="WxH of a raw .yuv input")
-    enc.add_argument("--fps", type=float, help="frame rate of a raw .yuv or PNG input (default 25)")
-    enc.add_argument("--bit-depth", type=int, choices=[8, 10], default=8, help="raw .yuv bit depth")
+    _add_input_options(enc)
     _add_codec_options(enc)
+    _add_scale_options(enc)
     _add_enhance_options(enc)
     enc.set_defaults(func=_cmd_encode)
+
+    many = sub.add_parser("encode-many", help="encode many videos into a folder, with a summary table",
+                          description="Encode each input into OUT_DIR/<name>.gfix (GOPs in parallel on Ray with "
+                                      "--workers), with one progress bar over all frames, and write "
+                                      "OUT_DIR/summary.csv and summary.json (size, kbit/s, PSNR per video). A video "
+                                      "that fails is reported and the others are still written; the exit status is "
+                                      "1 if any failed.")
+    many.add_argument("inputs", nargs="+", metavar="INPUT", help="input videos")
+    many.add_argument("--out-dir", required=True, help="folder for the .gfix files and the summary")
+    many.add_argument("--videos-at-once", type=positive_int, default=2,
+                      help="videos in progress at once with Ray, so the next fills idle workers (default: 2)")
+    _add_input_options(many)
+    _add_codec_options(many)
+    _add_scale_options(many)
+    _add_enhance_options(many)
+    many.set_defaults(func=_cmd_encode_many,
+                      interrupted="finished videos were kept; no partial .gfix file was left")
 
     dec = sub.add_parser("decode", help="decode a .gfix file to a video or PNGs",
                          description="Decode a .gfix file to .mp4/.mkv/.mov (H.264), .y4m, or a folder of PNGs.")

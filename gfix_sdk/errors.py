@@ -28,3 +28,8 @@ class ResourceLimitError(GFixError, ValueError):
     """A file asks for more than the decoder's resource limits allow (e.g. a
     frame larger than ``max_pixels``); refused before anything of that size is
     allocated. The message names the limit and how to raise it."""
+
+
+class MissingDependencyError(GFixError, ImportError):
+    """An optional dependency that the requested feature needs is not
+    installed; the message names the package extra to install."""

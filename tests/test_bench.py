@@ -11,7 +11,7 @@ from gfix_sdk.bench.__main__ import main as bench_main
 def test_bench_lists_every_benchmark(capsys):
     assert bench_main([]) == 0
     listing = capsys.readouterr().out
-    for name in ("raster", "codec", "rd", "decode", "export", "gfix", "gpu"):
+    for name in ("raster", "codec", "rd", "decode", "export", "gfix", "gpu", "scale"):
         assert f"  {name} " in listing
     assert bench_main(["nope"]) == 2
 

@@ -12,6 +12,7 @@ BENCHMARKS = {
     "decode": ("gfix_sdk.bench.decode", "GFix per-stage decode latency for each enhancer backend (+ export cost)"),
     "export": ("gfix_sdk.bench.export", "one-off deployment cost per video: load, fold, ONNX, ORT, TensorRT build vs refit"),
     "gfix": ("gfix_sdk.bench.gfix", "GFix (Gaussian codec + enhancer) vs the Gaussian codec alone, equal rate"),
+    "scale": ("gfix_sdk.bench.scale", "scale-out on Ray: bundled clip, GOP-parallel encoding, 2 workers vs 1, same bytes"),
     "gpu": ("gfix_sdk.bench.gpu", "GPU check: CUDA raster parity with the CPU kernel, raster/decode/fit/enhance timings"),
 }
 

@@ -4,11 +4,14 @@ Frames stream from :func:`gfix_sdk.io.open_video` through
 :class:`~gfix_sdk.gaussians.sequence.SequenceEncoder` into a
 :class:`~gfix_sdk.bitstream.GFixWriter`: memory stays bounded by one frame
 and one reference, and the output appears only when the whole file is
-written (a failed or interrupted encode leaves nothing behind).
+written (a failed or interrupted encode leaves nothing behind). With
+``workers > 1`` GOPs are coded as Ray tasks (:mod:`gfix_sdk.scale`) and
+written in order: the same bytes, sooner.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -27,7 +30,7 @@ from gfix_sdk.bitstream.header import StreamHeader
 from gfix_sdk.bitstream.writer import GFixWriter
 from gfix_sdk.enhance.pipeline import EnhanceSettings, fit_adapter
 from gfix_sdk.gaussians.code import encode_stream_info
-from gfix_sdk.gaussians.sequence import CodedFrame, SequenceConfig, SequenceEncoder
+from gfix_sdk.gaussians.sequence import CodedFrame, SequenceConfig, SequenceEncoder, resolve_device
 from gfix_sdk.io import open_video
 
 
@@ -90,6 +93,9 @@ def encode_frames(
     enhance: EnhanceSettings | None = None,
     on_enhanced: Callable[[int, torch.Tensor], None] | None = None,
     device: str | torch.device | None = None,
+    workers: int = 1,
+    ray_address: str | None = None,
+    cpus_per_worker: int | None = None,
 ) -> EncodeReport:
     """Encode RGB uint8 frames of ``height x width`` into ``output``.
 
@@ -100,50 +106,80 @@ def encode_frames(
         config: codec settings (see :data:`gfix_sdk.gaussians.sequence.PRESETS`).
         total: number of frames, if known (for the progress bar).
         progress: show a progress bar with the running PSNR and bitrate.
-        on_frame: called with every coded frame (e.g. to keep reconstructions).
+        on_frame: called with every coded frame, in order (e.g. to keep reconstructions).
         enhance: also train GFix's enhancer adapter and store it in the file
             (needs a local base model, see :mod:`gfix_sdk.enhance.base`). The
-            original and decoded frames are kept in memory for training.
+            original and decoded frames are kept in memory for training, which
+            runs here, after all GOPs are coded (with ``workers``, on the
+            driver: ``enhance.device``, else ``device``, else CUDA when this
+            machine has it).
         on_enhanced: called with ``(index, enhanced uint8 frame)`` after training,
             when the adapter is kept.
         device: where the Gaussians are fitted ("cpu", "cuda", "cuda:1"; default:
             CUDA when available); also the enhancer's unless ``enhance.device`` says otherwise.
+            With ``workers``, "cpu" or "cuda" for the Ray tasks (default: CUDA
+            when the cluster has GPUs).
+        workers: GOPs coded at once as Ray tasks (needs the ``cluster`` extra).
+            The file is byte-identical to ``workers=1``: GOPs (``config.gop``
+            frames) are independent, and frames are written in order.
+        ray_address: run the tasks on an existing Ray cluster (``"auto"``,
+            ``"ray://HOST:PORT"``); None with ``workers > 1``: a local runtime,
+            started and stopped here. An address uses Ray even with ``workers=1``.
+        cpus_per_worker: CPUs (and torch threads) per GOP task; see
+            :func:`gfix_sdk.scale.parallel.ray_gop_stream`.
     """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     rate = fps_fraction(fps)
     header = StreamHeader(width=width, height=height, fps_num=rate.numerator,
                           fps_den=rate.denominator, frame_count=total or 0)
-    encoder = SequenceEncoder(config, height, width, device=device)
-    if enhance is not None and enhance.device is None:
-        enhance = replace(enhance, device=str(encoder.device))
-    report = EncodeReport(path=Path(output), width=width, height=height, fps=float(rate),
-                          num_frames=0, num_bytes=0, payload_bytes=0, seconds=0.0, device=str(encoder.device))
     start = time.perf_counter()
-    with GFixWriter(output, header) as writer:
-        writer.write_section(
-            SectionType.STREAM_INFO,
-            encode_stream_info(config.quant, gaussians=config.gaussians, gop=config.gop,
-                               encoder=f"gfix_sdk {__version__}"),
-        )
-        originals, rendered = [], []
-        bar = tqdm(frames, total=total, desc="encode", unit="frame", disable=not progress)
-        for rgb in bar:
-            coded = encoder.encode(rgb)
-            if enhance is not None:
-                originals.append(np.array(rgb, dtype=np.uint8, copy=True))
-                rendered.append(coded.reconstruction.numpy())
-            writer.write_frame(coded.payload, key=coded.key)
-            report.num_frames += 1
-            report.payload_bytes += len(coded.payload)
-            report.frame_psnr.append(coded.psnr)
-            if coded.key:
-                report.key_frames.append(coded.index)
-            kbps = 8 * report.payload_bytes / (report.num_frames / float(rate)) / 1000
-            bar.set_postfix(psnr=f"{coded.psnr:.2f} dB", kbps=f"{kbps:.0f}", key=int(coded.key))
-            if on_frame is not None:
-                on_frame(coded)
-        bar.close()
-        if enhance is not None and originals:
-            _add_enhancer(writer, report, np.stack(originals), np.stack(rendered), enhance, progress, on_enhanced)
+    with contextlib.ExitStack() as stack:
+        if workers > 1 or ray_address is not None:
+            from gfix_sdk.scale.parallel import ray_gop_stream  # imports Ray: only when asked for
+
+            stream = stack.enter_context(ray_gop_stream(
+                frames, config=config, height=height, width=width, workers=workers, address=ray_address,
+                device=device, cpus_per_worker=cpus_per_worker))
+            fit_device = stream.device
+            coded_frames: Iterable[tuple[np.ndarray, CodedFrame]] = stream
+            enhance_device = resolve_device(device) if enhance is not None else None
+        else:
+            encoder = SequenceEncoder(config, height, width, device=device)
+            fit_device = str(encoder.device)
+            coded_frames = ((rgb, encoder.encode(rgb)) for rgb in frames)
+            enhance_device = encoder.device
+        if enhance is not None and enhance.device is None:
+            enhance = replace(enhance, device=str(enhance_device))
+        report = EncodeReport(path=Path(output), width=width, height=height, fps=float(rate),
+                              num_frames=0, num_bytes=0, payload_bytes=0, seconds=0.0, device=fit_device)
+        with GFixWriter(output, header) as writer:
+            writer.write_section(
+                SectionType.STREAM_INFO,
+                encode_stream_info(config.quant, gaussians=config.gaussians, gop=config.gop,
+                                   encoder=f"gfix_sdk {__version__}"),
+            )
+            originals, rendered = [], []
+            bar = tqdm(coded_frames, total=total, desc="encode", unit="frame", disable=not progress)
+            for rgb, coded in bar:
+                if enhance is not None:
+                    originals.append(np.array(rgb, dtype=np.uint8, copy=True))
+                    rendered.append(coded.reconstruction.numpy())
+                writer.write_frame(coded.payload, key=coded.key)
+                report.num_frames += 1
+                report.payload_bytes += len(coded.payload)
+                report.frame_psnr.append(coded.psnr)
+                if coded.key:
+                    report.key_frames.append(coded.index)
+                kbps = 8 * report.payload_bytes / (report.num_frames / float(rate)) / 1000
+                bar.set_postfix(psnr=f"{coded.psnr:.2f} dB", kbps=f"{kbps:.0f}", key=int(coded.key))
+                if on_frame is not None:
+                    on_frame(coded)
+            bar.close()
+            stack.close()  # every GOP is in: stop a runtime we started before the enhancer trains
+            if enhance is not None and originals:
+                _add_enhancer(writer, report, np.stack(originals), np.stack(rendered), enhance, progress,
+                              on_enhanced)
     report.num_bytes = Path(output).stat().st_size
     report.seconds = time.perf_counter() - start
     return report
@@ -185,10 +221,14 @@ def encode_video(
     on_frame: Callable[[CodedFrame], None] | None = None,
     enhance: EnhanceSettings | None = None,
     device: str | torch.device | None = None,
+    workers: int = 1,
+    ray_address: str | None = None,
+    cpus_per_worker: int | None = None,
 ) -> EncodeReport:
     """Encode a video file (anything :func:`gfix_sdk.io.open_video` reads) into
     ``output``; with ``enhance`` also train GFix's enhancer and store it when it
-    helps. ``device`` as for :func:`encode_frames`."""
+    helps. ``device``, ``workers`` (GOPs coded at once on Ray), ``ray_address``
+    and ``cpus_per_worker`` as for :func:`encode_frames`."""
     with open_video(source, size=size, fps=fps, bit_depth=bit_depth, max_frames=max_frames) as video:
         info = video.info
         total = info.num_frames
@@ -196,5 +236,6 @@ def encode_video(
             total = min(total, max_frames)
         return encode_frames(video, output, width=info.width, height=info.height, fps=info.fps,
                              config=config, total=total, progress=progress, on_frame=on_frame,
-                             enhance=enhance, device=device)
+                             enhance=enhance, device=device, workers=workers, ray_address=ray_address,
+                             cpus_per_worker=cpus_per_worker)
 

@@ -6,9 +6,11 @@ prunes Gaussians that contribute little, adds new ones where the error is
 large, fine-tunes all of them with a rate penalty that keeps the kept
 Gaussians close to their reference (small residuals code cheaply), then
 fine-tunes on the quantisation grid (straight-through rounding) and codes the
-result as integer residuals. A new key frame starts at the GOP limit or when
-the reference explains the new frame much worse than it explained the last one
-(a scene cut).
+result as integer residuals. A new key frame starts at every GOP boundary
+(frames 0, gop, 2 gop, ...: fixed, so that GOPs are independent of each other
+and can be encoded in parallel, see :mod:`gfix_sdk.scale`) and wherever the
+reference explains the new frame much worse than it explained the last one (a
+scene cut; the next key frame is still at the next boundary).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class SequenceConfig:
     """Knobs of the Gaussian video codec (see :data:`PRESETS`)."""
 
     gaussians: int = 3000  #: Gaussians per frame (target)
-    gop: int = 16  #: maximum distance between key frames
+    gop: int = 16  #: GOP length: key frames at every multiple of ``gop`` (and at scene cuts)
     key_iterations: int = 800  #: float fitting steps of a key frame
     p_iterations: int = 120  #: float fitting steps of a predicted frame
     qat_iterations: int = 100  #: steps on the quantisation grid, every frame
@@ -141,34 +143,41 @@ class SequenceEncoder:
     run on ``device`` (default: CUDA when available; it makes encoding an
     order of magnitude faster); the
     integer Gaussians are coded on the host. The bitstream format is the same
-    on every device; the CPU path is deterministic."""
+    on every device; the CPU path is deterministic.
+
+    ``start_index`` is the number of the first frame to be coded: a GOP
+    encoded on its own (``start_index`` a multiple of ``config.gop``) yields
+    exactly the frames that encoding the whole sequence yields there, since
+    key frames fall on fixed boundaries and every random seed derives from
+    ``config.seed`` and the frame number."""
 
     def __init__(self, config: SequenceConfig, height: int, width: int, *, progress: bool = False,
-                 device: str | torch.device | None = None) -> None:
+                 device: str | torch.device | None = None, start_index: int = 0) -> None:
+        if start_index < 0:
+            raise ValueError(f"start_index must be >= 0, got {start_index}")
         self.config = config
         self.height, self.width = height, width
         self.progress = progress
         self.device = resolve_device(device)
         self._ref: QuantizedFrame | None = None
         self._ref_psnr = 0.0
-        self._since_key = 0
-        self._index = 0
+        self._index = start_index
 
     def encode(self, rgb: np.ndarray | Tensor) -> CodedFrame:
         """Code the next frame (``(H, W, 3)`` uint8)."""
         target = _as_float_image(rgb, self.height, self.width).to(self.device)
         cfg = self.config
-        key = self._ref is None or self._since_key >= cfg.gop
+        # Fixed boundaries (not "gop frames after the last key frame"): a scene
+        # cut must not shift later GOPs, or GOPs could not be coded apart.
+        key = self._ref is None or self._index % cfg.gop == 0
         if not key:
             ref_render = reconstruct(self._ref, cfg.quant, self.height, self.width, device=self.device)
             if psnr(ref_render, target) < self._ref_psnr - cfg.scene_cut_db:
                 key = True  # the reference no longer explains the frame: scene cut
         if key:
             payload, quantized = self._encode_key(target)
-            self._since_key = 1
         else:
             payload, quantized = self._encode_predicted(target, ref_render)
-            self._since_key += 1
         recon = reconstruct(quantized, cfg.quant, self.height, self.width, device=self.device)
         coded = CodedFrame(
             index=self._index,
@@ -253,11 +262,16 @@ class SequenceEncoder:
         return self._fit_with_anchor(target, frame, anchor, self.config.qat_iterations, scale, on_grid=True)
 
 
-def _as_float_image(rgb: np.ndarray | Tensor, height: int, width: int) -> Tensor:
+def check_frame(rgb: np.ndarray | Tensor, height: int, width: int) -> Tensor:
+    """``rgb`` as a uint8 tensor (no copy); ``ValueError`` unless it is ``(height, width, 3)`` uint8."""
     image = torch.as_tensor(rgb)
     if image.shape != (height, width, 3) or image.dtype != torch.uint8:
         raise ValueError(f"frames must be ({height}, {width}, 3) uint8, got {tuple(image.shape)} {image.dtype}")
-    return image.to(torch.float32) / 255.0
+    return image
 
 
-__all__ = ["SequenceConfig", "SequenceEncoder", "CodedFrame", "PRESETS", "contribution", "resolve_device"]
+def _as_float_image(rgb: np.ndarray | Tensor, height: int, width: int) -> Tensor:
+    return check_frame(rgb, height, width).to(torch.float32) / 255.0
+
+
+__all__ = ["SequenceConfig", "SequenceEncoder", "CodedFrame", "PRESETS", "check_frame", "contribution", "resolve_device"]
