@@ -93,8 +93,8 @@ def test_refit_name_map_is_complete(exported):
     names = refit_name_map(folded, result.path)
     weights = folded.folded_weights()
     assert set(names) == set(weights)
-    # Every adapted layer, the four skip convolutions, the prompt and the timestep constants.
-    assert len(weights) == len(folded._adapted_names) + 4 + 3
+    # Every adapted layer, the four skip convolutions, the prompt, the timestep constants and the strength.
+    assert len(weights) == len(folded._adapted_names) + 4 + 4
     assert set(names.values()) <= initializer_names(result.path)
     assert all(f"skips.{i}.weight" in names for i in range(4)) and "prompt" in names
 
