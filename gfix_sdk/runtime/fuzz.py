@@ -157,7 +157,7 @@ def write_seed_clip(path: str | Path, *, frames: int = 5, width: int = 48, heigh
 
 
 def seed_adapter_payload(seed: int = 0) -> bytes:
-    """A valid ENHANCER payload (version 2, random values per group), built
+    """A valid ENHANCER payload (the current version, random values per group), built
     without a base model by :func:`~gfix_sdk.enhance.adapter.encode_adapter`'s
     layout, for fuzzing :func:`~gfix_sdk.enhance.adapter.decode_adapter`."""
     from gfix_sdk.coding import ByteWriter, encode_symbols
@@ -175,7 +175,8 @@ def seed_adapter_payload(seed: int = 0) -> bytes:
     w.u8(1)
     w.blob(b"conv_in,conv_out")  # a custom U-Net target list
     w.u8(0)
-    w.f32(199.0)
+    w.f32(199.0)  # timestep
+    w.f32(0.75)  # strength (version 3)
     for group, count in zip(GROUPS, (16, 300, 120, 0)):
         w.f64(1.0 / 256)
         w.varint(count)
