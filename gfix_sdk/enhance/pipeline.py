@@ -159,10 +159,10 @@ def fit_adapter(
 
 
 def mean_psnr(frames: np.ndarray, originals: np.ndarray) -> float:
-    """Mean over frames of each ``uint8`` frame's PSNR in dB (as the metrics report it)."""
-    diff = frames.astype(np.float64) - originals.astype(np.float64)
-    mse = np.maximum((diff * diff).reshape(len(frames), -1).mean(axis=1), 1e-10)
-    return float(np.mean(10 * np.log10(255.0**2 / mse)))
+    """Mean over frames of each ``uint8`` frame's PSNR in dB (the metrics' own :func:`~gfix_sdk.metrics.pixel.psnr`)."""
+    from gfix_sdk.metrics.pixel import psnr
+
+    return float(np.mean([psnr(f, o) for f, o in zip(frames, originals, strict=True)]))
 
 
 def choose_strength(originals: np.ndarray, rendered: np.ndarray, enhanced: np.ndarray, max_psnr_drop: float) -> float:
