@@ -6,6 +6,8 @@ on CPU, the CUDA kernels (``gfix_sdk._C_cuda``) on a GPU.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -15,6 +17,33 @@ from gfix_sdk._native import cpu_module, cuda_module
 
 MAX_SIDE = 16384  # pixels; generous for video, small enough for int32 indexing
 MAX_GAUSSIANS = 2**31 - 1
+
+_cpu_threads: int | None = None  # set by raster_threads(); None: torch's intra-op thread count
+
+
+@contextlib.contextmanager
+def raster_threads(threads: int | None) -> Iterator[None]:
+    """Run the CPU kernels on ``threads`` threads inside the block (None:
+    ``torch.get_num_threads()``, the default).
+
+    The kernels' results do not depend on their thread count, so this lets a
+    caller pin torch's own thread count (whose float reductions do depend on
+    it) while the rasterizer still uses every core it was given. The setting
+    is process-wide, like ``torch.set_num_threads``.
+    """
+    global _cpu_threads
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+    previous, _cpu_threads = _cpu_threads, threads
+    try:
+        yield
+    finally:
+        _cpu_threads = previous
+
+
+def cpu_threads() -> int:
+    """Threads the CPU kernels use now (see :func:`raster_threads`)."""
+    return _cpu_threads or torch.get_num_threads()
 
 
 def _check_tensor(name: str, value: Any, cols: int, n: int | None) -> None:
@@ -65,7 +94,7 @@ def _forward(means: Tensor, chol: Tensor, colors: Tensor, height: int, width: in
     else:
         stats = cpu_module().rasterize_forward(
             means.numpy(), chol.numpy(), colors.numpy(), height, width, out.numpy(),
-            torch.get_num_threads(),
+            cpu_threads(),
         )
     return out, stats
 
@@ -86,7 +115,7 @@ def _backward(means, chol, colors, height, width, grad_out, needs):
         arrays = [g.numpy() if g is not None else None for g in grads]
         cpu_module().rasterize_backward(
             means.numpy(), chol.numpy(), colors.numpy(), height, width,
-            grad_out.numpy(), *arrays, torch.get_num_threads(),
+            grad_out.numpy(), *arrays, cpu_threads(),
         )
     return grads
 
