@@ -92,7 +92,8 @@ def _enhance_settings(args: argparse.Namespace):
 
 
 def _scale_kwargs(args: argparse.Namespace) -> dict:
-    return {"workers": args.workers, "ray_address": args.ray_address, "cpus_per_worker": args.cpus_per_worker}
+    return {"workers": args.workers, "ray_address": args.ray_address, "cpus_per_worker": args.cpus_per_worker,
+            "threads_per_gop": args.threads_per_gop}
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
@@ -300,7 +301,10 @@ def _add_scale_options(parser: argparse.ArgumentParser) -> None:
                        help="run on an existing Ray cluster: 'auto' or ray://HOST:PORT (default: a local Ray runtime, "
                             "started and stopped for this command, when --workers > 1)")
     group.add_argument("--cpus-per-worker", type=positive_int,
-                       help="CPUs (and torch threads) each GOP task asks for (default: CPUs / workers)")
+                       help="CPUs (and rasterizer threads) each GOP task asks for (default: CPUs / workers)")
+    group.add_argument("--threads-per-gop", type=positive_int, default=1,
+                       help="torch threads fitting each GOP, whatever --workers is: the bytes depend on it "
+                            "(default: 1; the rasterizer still uses every CPU a GOP has)")
 
 
 def _add_input_options(parser: argparse.ArgumentParser) -> None:

@@ -6,6 +6,7 @@ seconds); ``encode_frames`` and ``encode_many`` use a runtime that is already
 up and leave it running.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -13,17 +14,24 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from gfix_sdk.bitstream.encode import encode_frames
 from gfix_sdk.cli import main as gfix_main
 from gfix_sdk.errors import MissingDependencyError
 from gfix_sdk.gaussians.sequence import SequenceConfig, SequenceEncoder
 from gfix_sdk.io import load_bundled_clip, write_video
+from gfix_sdk.raster.rasterize import cpu_threads
 from gfix_sdk.scale import encode_gop, gop_chunks
+from gfix_sdk.scale.gop import gop_threads
 
 # Tiny on purpose: the point is bytes and plumbing, not quality.
 CONFIG = SequenceConfig(gaussians=120, key_iterations=30, p_iterations=8, qat_iterations=4, gop=2)
 W, H = 64, 36
+# Big enough that torch's float reductions run on several threads and the
+# bytes depend on their count (at 64x36 they never do): 2 one-frame GOPs.
+WIDE = SequenceConfig(gaussians=1000, key_iterations=300, p_iterations=8, qat_iterations=20, gop=1)
+WW, WH = 320, 180
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +44,36 @@ def frames():
 
 @pytest.fixture(scope="module")
 def sequential(frames, tmp_path_factory):
-    """The workers=1 reference file (no Ray) and its bytes."""
+    """The workers=1 reference file (no Ray) and its bytes, encoded with default
+    arguments by a process on 2 torch threads (the 2 workers get 1 CPU each)."""
     path = tmp_path_factory.mktemp("seq") / "seq.gfix"
-    report = encode_frames(frames, path, width=W, height=H, fps=25, config=CONFIG, progress=False)
+    with process_threads(2):
+        report = encode_frames(frames, path, width=W, height=H, fps=25, config=CONFIG, progress=False)
     return report, path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory):
+    """Frames where the thread count matters, and their workers=1 file encoded
+    with default arguments by a process on 2 torch threads."""
+    clip, _ = load_bundled_clip(max_frames=2, size=(WW, WH))
+    return clip, encode_wide(clip, tmp_path_factory.mktemp("wide") / "ref.gfix", threads=2)
+
+
+def encode_wide(clip, path, *, threads, **options):
+    with process_threads(threads):
+        encode_frames(clip, path, width=WW, height=WH, fps=25, config=WIDE, progress=False, **options)
+    return path.read_bytes()
+
+
+@contextlib.contextmanager
+def process_threads(count):
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -65,13 +99,34 @@ def test_scene_cut_does_not_move_gop_boundaries(sequential):
 
 
 def test_a_gop_coded_alone_equals_the_sequence_there(frames):
-    whole = SequenceEncoder(CONFIG, H, W)
-    expected = [whole.encode(f).payload for f in frames]
+    with gop_threads():
+        whole = SequenceEncoder(CONFIG, H, W)
+        expected = [whole.encode(f).payload for f in frames]
     chunks = list(gop_chunks(frames, gop=CONFIG.gop, height=H, width=W))
     assert [(start, len(batch)) for start, batch in chunks] == [(0, 2), (2, 2), (4, 1)]
     alone = [c.payload for start, batch in reversed(chunks)  # later GOPs first: no hidden state
              for c in encode_gop(batch, start_index=start, config=CONFIG, threads=1)]
     assert alone == expected[4:] + expected[2:4] + expected[:2]
+
+
+def test_gops_are_fitted_on_threads_per_gop_torch_threads_and_all_cpus_for_the_rasterizer(frames, tmp_path):
+    seen = []
+    with process_threads(2):
+        encode_frames(frames[:2], tmp_path / "x.gfix", width=W, height=H, fps=25, config=CONFIG, progress=False,
+                      on_frame=lambda c: seen.append((torch.get_num_threads(), cpu_threads())))
+        assert torch.get_num_threads() == 2  # restored
+    assert seen == [(1, 2), (1, 2)]
+    with pytest.raises(ValueError, match="threads_per_gop"):
+        encode_frames(frames, tmp_path / "y.gfix", width=W, height=H, fps=25, config=CONFIG, threads_per_gop=0)
+    assert not (tmp_path / "y.gfix").exists()
+
+
+def test_the_bytes_follow_threads_per_gop_not_the_process_threads(wide, tmp_path):
+    clip, expected = wide
+    # Defaults: the same file from a process on 1 thread as from one on 2 ...
+    assert sha(encode_wide(clip, tmp_path / "one.gfix", threads=1)) == sha(expected)
+    # ... while torch on 2 threads per GOP is a different (equally valid) file here.
+    assert sha(encode_wide(clip, tmp_path / "two.gfix", threads=2, threads_per_gop=2)) != sha(expected)
 
 
 def test_gop_chunks_checks_frames_like_the_sequential_encoder(frames):
@@ -82,7 +137,7 @@ def test_gop_chunks_checks_frames_like_the_sequential_encoder(frames):
 # --- Ray ---------------------------------------------------------------------------------------------
 
 
-def test_two_workers_write_the_same_bytes(ray_local, frames, sequential, tmp_path):
+def test_two_workers_write_the_same_bytes_with_default_arguments(ray_local, frames, sequential, tmp_path):
     report, expected = sequential
     seen = []
     parallel = encode_frames(frames, tmp_path / "par.gfix", width=W, height=H, fps=25, config=CONFIG,
@@ -92,6 +147,12 @@ def test_two_workers_write_the_same_bytes(ray_local, frames, sequential, tmp_pat
     assert parallel.key_frames == report.key_frames and parallel.frame_psnr == report.frame_psnr
     assert parallel.device == "cpu"
     assert ray_local.is_initialized()  # a runtime we did not start is left running
+
+
+def test_two_workers_of_one_cpu_equal_one_worker_on_two_threads(ray_local, wide, tmp_path):
+    # The caveat this removes: the driver on 2 torch threads, each task on 1 CPU.
+    clip, expected = wide
+    assert sha(encode_wide(clip, tmp_path / "par.gfix", threads=2, workers=2)) == sha(expected)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

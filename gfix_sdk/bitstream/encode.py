@@ -32,6 +32,7 @@ from gfix_sdk.enhance.pipeline import EnhanceSettings, fit_adapter
 from gfix_sdk.gaussians.code import encode_stream_info
 from gfix_sdk.gaussians.sequence import CodedFrame, SequenceConfig, SequenceEncoder, resolve_device
 from gfix_sdk.io import open_video
+from gfix_sdk.scale.gop import THREADS_PER_GOP, check_threads_per_gop, gop_threads
 
 
 @dataclass
@@ -96,6 +97,7 @@ def encode_frames(
     workers: int = 1,
     ray_address: str | None = None,
     cpus_per_worker: int | None = None,
+    threads_per_gop: int = THREADS_PER_GOP,
 ) -> EncodeReport:
     """Encode RGB uint8 frames of ``height x width`` into ``output``.
 
@@ -121,15 +123,21 @@ def encode_frames(
             when the cluster has GPUs).
         workers: GOPs coded at once as Ray tasks (needs the ``cluster`` extra).
             The file is byte-identical to ``workers=1``: GOPs (``config.gop``
-            frames) are independent, and frames are written in order.
+            frames) are independent, are fitted with the same torch thread
+            count (``threads_per_gop``) and are written in order.
         ray_address: run the tasks on an existing Ray cluster (``"auto"``,
             ``"ray://HOST:PORT"``); None with ``workers > 1``: a local runtime,
             started and stopped here. An address uses Ray even with ``workers=1``.
-        cpus_per_worker: CPUs (and torch threads) per GOP task; see
+        cpus_per_worker: CPUs (and rasterizer threads) per GOP task; see
             :func:`gfix_sdk.scale.parallel.ray_gop_stream`.
+        threads_per_gop: torch intra-op threads every GOP is fitted with,
+            whatever ``workers`` is (float reductions, and so the bytes,
+            depend on it; the rasterizer uses all the CPUs a GOP has: this
+            process's torch threads, or ``cpus_per_worker``). Default 1.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    check_threads_per_gop(threads_per_gop)
     rate = fps_fraction(fps)
     header = StreamHeader(width=width, height=height, fps_num=rate.numerator,
                           fps_den=rate.denominator, frame_count=total or 0)
@@ -140,11 +148,12 @@ def encode_frames(
 
             stream = stack.enter_context(ray_gop_stream(
                 frames, config=config, height=height, width=width, workers=workers, address=ray_address,
-                device=device, cpus_per_worker=cpus_per_worker))
+                device=device, cpus_per_worker=cpus_per_worker, threads_per_gop=threads_per_gop))
             fit_device = stream.device
             coded_frames: Iterable[tuple[np.ndarray, CodedFrame]] = stream
             enhance_device = resolve_device(device) if enhance is not None else None
         else:
+            stack.enter_context(gop_threads(threads_per_gop))  # until every GOP is in (not the enhancer)
             encoder = SequenceEncoder(config, height, width, device=device)
             fit_device = str(encoder.device)
             coded_frames = ((rgb, encoder.encode(rgb)) for rgb in frames)
@@ -176,7 +185,7 @@ def encode_frames(
                 if on_frame is not None:
                     on_frame(coded)
             bar.close()
-            stack.close()  # every GOP is in: stop a runtime we started before the enhancer trains
+            stack.close()  # every GOP is in: stop a runtime we started, restore the threads, then train
             if enhance is not None and originals:
                 _add_enhancer(writer, report, np.stack(originals), np.stack(rendered), enhance, progress,
                               on_enhanced)
@@ -224,11 +233,12 @@ def encode_video(
     workers: int = 1,
     ray_address: str | None = None,
     cpus_per_worker: int | None = None,
+    threads_per_gop: int = THREADS_PER_GOP,
 ) -> EncodeReport:
     """Encode a video file (anything :func:`gfix_sdk.io.open_video` reads) into
     ``output``; with ``enhance`` also train GFix's enhancer and store it when it
-    helps. ``device``, ``workers`` (GOPs coded at once on Ray), ``ray_address``
-    and ``cpus_per_worker`` as for :func:`encode_frames`."""
+    helps. ``device``, ``workers`` (GOPs coded at once on Ray), ``ray_address``,
+    ``cpus_per_worker`` and ``threads_per_gop`` as for :func:`encode_frames`."""
     with open_video(source, size=size, fps=fps, bit_depth=bit_depth, max_frames=max_frames) as video:
         info = video.info
         total = info.num_frames
@@ -237,5 +247,5 @@ def encode_video(
         return encode_frames(video, output, width=info.width, height=info.height, fps=info.fps,
                              config=config, total=total, progress=progress, on_frame=on_frame,
                              enhance=enhance, device=device, workers=workers, ray_address=ray_address,
-                             cpus_per_worker=cpus_per_worker)
+                             cpus_per_worker=cpus_per_worker, threads_per_gop=threads_per_gop)
 

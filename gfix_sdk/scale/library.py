@@ -136,14 +136,14 @@ def encode_many(
         workers: GOP tasks in flight per video (1 without an address: no Ray,
             videos one after another).
         ray_address: an existing Ray cluster (``"auto"``, ``"ray://HOST:PORT"``).
-        cpus_per_worker: CPUs (and torch threads) per GOP task.
+        cpus_per_worker: CPUs (and rasterizer threads) per GOP task.
         videos_at_once: videos in progress at once when Ray is used, so that
             the next video's GOPs fill the workers the last GOPs of a video
             leave idle (each keeps at most ``2 x workers`` GOPs in memory).
         progress: one progress bar over the frames of all videos.
         summary: write ``summary.csv`` and ``summary.json`` in ``out_dir``.
         **encode_options: passed to ``encode_video`` (``config``, ``max_frames``,
-            ``size``, ``fps``, ``bit_depth``, ``enhance``, ``device``).
+            ``size``, ``fps``, ``bit_depth``, ``enhance``, ``device``, ``threads_per_gop``).
 
     Returns:
         A :class:`LibraryReport`; ``report.failed`` lists the failures.
@@ -201,9 +201,9 @@ def encode_many(
     runtime: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if use_ray:
         from gfix_sdk.scale.runtime import ray_runtime
+        from gfix_sdk.scale.tasks import local_cpus
 
-        local_cpus = cpus_per_worker or max(1, (os.cpu_count() or 1) // workers)
-        runtime = ray_runtime(ray_address, num_cpus=workers * local_cpus)
+        runtime = ray_runtime(ray_address, num_cpus=local_cpus(workers, cpus_per_worker))
     try:
         with runtime, ThreadPoolExecutor(max_workers=videos_at_once if use_ray else 1) as pool:
             futures = [pool.submit(run, number) for number in totals]

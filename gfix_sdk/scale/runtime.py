@@ -24,7 +24,7 @@ def import_ray() -> ModuleType:
         import ray
     except ImportError as exc:
         raise MissingDependencyError(
-            f"encoding with workers > 1 or a Ray address needs Ray, which is not installed ({exc}); "
+            f"workers > 1 or a Ray address needs Ray, which is not installed ({exc}); "
             f"install it with `{INSTALL_HINT}`"
         ) from None
     return ray
