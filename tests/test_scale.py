@@ -247,9 +247,63 @@ def test_missing_ray_names_the_extra(frames, tmp_path, monkeypatch, capsys):
     write_video(source, frames[:2], fps=25, lossless=True)
     assert gfix_main(["encode", str(source), "-o", str(tmp_path / "y.gfix"), "--workers", "2", "-q"]) == 1
     assert "gfix-sdk[cluster]" in capsys.readouterr().err
+    assert gfix_main(["eval", str(source), "--anchors", "h264", "--crf", "40", "--frames", "2", "--no-vmaf", "-q",
+                      "--out", str(tmp_path / "eval"), "--workers", "2"]) == 1
+    assert "gfix-sdk[cluster]" in capsys.readouterr().err
     # workers=1 needs no Ray at all.
     encode_frames(frames[:1], tmp_path / "z.gfix", width=W, height=H, fps=25, config=CONFIG, progress=False)
     assert (tmp_path / "z.gfix").exists()
+
+
+# --- gfix eval --workers ----------------------------------------------------------------------------
+
+
+def _eval_points(result):
+    document = json.loads(result.json_path.read_text())
+    assert document["complete"] is True
+    return [{k: v for k, v in point.items() if k != "seconds"} for point in document["points"]], document["bd_rate"]
+
+
+def test_eval_with_workers_gives_the_serial_report(ray_local, frames, tmp_path, monkeypatch, capsys):
+    from gfix_sdk.anchors import GaussianAnchor
+    from gfix_sdk.eval import run_eval
+
+    for name in ("GFIX_LPIPS", "GFIX_FID_WEIGHTS"):
+        monkeypatch.delenv(name, raising=False)
+    source = tmp_path / "in.mkv"
+    write_video(source, frames[:3], fps=25, lossless=True)
+    # The Gaussian point first: the H.264 task finishes long before it, and must still come second.
+    codecs = [GaussianAnchor(preset=CONFIG), "h264"]
+    common = dict(rate_values={"gs": [60], "h264": [40]}, vmaf=False)
+    with process_threads(2):
+        serial = run_eval([source], codecs, 3, tmp_path / "serial", progress=False, **common)
+    parallel = run_eval([source], codecs, 3, tmp_path / "parallel", workers=2, **common)
+    assert [(p.codec, p.value) for p in parallel.points] == [("gs", 60), ("h264", 40)]
+    assert _eval_points(parallel) == _eval_points(serial)
+    assert "2/2" in capsys.readouterr().err  # the progress bar counted both points
+    assert ray_local.is_initialized()
+
+
+def test_cli_eval_with_workers(ray_local, frames, tmp_path, capsys):
+    source = tmp_path / "in.mkv"
+    write_video(source, frames[:2], fps=25, lossless=True)
+    assert gfix_main(["eval", str(source), "--anchors", "h264", "--crf", "40,34", "--frames", "2", "--no-vmaf", "-q",
+                      "--out", str(tmp_path / "eval"), "--workers", "2"]) == 0
+    assert "2 rate points" in capsys.readouterr().out
+    document = json.loads((tmp_path / "eval" / "points.json").read_text())
+    assert [p["param"] for p in document["points"]] == ["crf=40", "crf=34"]
+
+
+def test_eval_task_errors_name_the_rate_point(ray_local, frames, tmp_path):
+    from gfix_sdk.anchors import GaussianAnchor
+    from gfix_sdk.eval import run_eval
+
+    source = tmp_path / "in.mkv"
+    write_video(source, frames[:2], fps=25, lossless=True)
+    with pytest.raises(ValueError, match="gaussians") as info:
+        run_eval([source], [GaussianAnchor(preset=CONFIG)], 2, tmp_path / "out", rate_values={"gs": [60, 0]},
+                 vmaf=False, progress=False, workers=2)
+    assert any("gs gaussians=0" in note for note in getattr(info.value, "__notes__", []))
 
 
 # --- CLI ---------------------------------------------------------------------------------------------

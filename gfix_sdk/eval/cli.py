@@ -18,6 +18,9 @@ with PSNR, MS-SSIM, LPIPS, FID and VMAF; writes points.csv, points.json, one
 RD plot per video (rd_<video>.png) and summary.md with BD-rate tables of every
 codec against every other (pchip; lower-is-better for LPIPS and FID).
 
+With --workers N the rate points are encoded as Ray tasks (a local runtime, or
+--ray-address) and scored here in the serial run's order: the same report.
+
 Metrics whose weights are not given (--lpips / $GFIX_LPIPS, --fid-weights /
 $GFIX_FID_WEIGHTS) are omitted with the reason; nothing is downloaded.
 """
@@ -33,6 +36,7 @@ examples:
   gfix eval bundled --anchors h264,gs --frames 16 --out eval-bbb
   gfix eval bundled --anchors h264,h265,av1,gs --frames 16 --out eval-anchors
   gfix eval clip.mp4 other.y4m --points 5 --out eval --lpips lpips_alex.pt
+  gfix eval bundled --anchors h264,gs --frames 16 --workers 2 --out eval-bbb   rate points as Ray tasks
   gfix eval clip_1280x720_50fps.yuv --crf 24,30,36,42 --gaussians 4000,8000,16000,32000 --out eval
   gfix eval --uvg ~/data/UVG --base ~/models/sd-turbo --lpips lpips_alex.pt \\
       --fid-weights pt_inception-2015-12-05-6726825d.pth --out uvg-eval      (the paper's protocol)
@@ -69,6 +73,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("--fps", type=float, help="frame rate of raw .yuv / PNG inputs (default: from the "
                                                   "name, else 25)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    scale = parser.add_argument_group("rate points in parallel on Ray (pip install \"gfix-sdk[cluster]\")")
+    scale.add_argument("--workers", type=positive_int, default=1,
+                       help="rate points encoded at once as Ray tasks, scored here in the serial order: the same "
+                            "report (default: 1, no Ray)")
+    scale.add_argument("--ray-address", metavar="ADDR",
+                       help="run on an existing Ray cluster: 'auto' or ray://HOST:PORT (default: a local Ray runtime, "
+                            "started and stopped for this command, when --workers > 1)")
+    scale.add_argument("--cpus-per-worker", type=positive_int,
+                       help="CPUs (and torch threads) each rate-point task asks for (default: CPUs / workers)")
 
     rates = parser.add_argument_group("rate points (default: --points values spread over each codec's range)")
     rates.add_argument("--crf", type=_int_list, metavar="LIST", help="x264 CRFs (h264), e.g. 42,35,29,22")
@@ -142,7 +156,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     metric_device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     result = run_eval(videos, anchors, args.frames, args.out, points=args.points, rate_values=rate_values,
                       lpips=args.lpips, fid_weights=args.fid_weights, vmaf=not args.no_vmaf,
-                      codec_options=options, metric_device=metric_device, progress=not args.quiet)
+                      codec_options=options, metric_device=metric_device, progress=not args.quiet,
+                      workers=args.workers, ray_address=args.ray_address, cpus_per_worker=args.cpus_per_worker)
     print(f"{len(result.points)} rate points; metrics: {', '.join(result.metrics)}")
     for key, reason in result.omitted.items():
         print(f"  {key} omitted: {reason.splitlines()[0]}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +28,13 @@ from tqdm.auto import tqdm
 from gfix_sdk.anchors.base import RatePointCodec, RateValue
 from gfix_sdk.eval.bdtables import BDCell, bd_cells
 from gfix_sdk.eval.codecs import DEFAULT_ANCHORS, CodecOptions, build_codecs
+from gfix_sdk.eval.dispatch import Encoded, Job, describe, point_runner
 from gfix_sdk.eval.plots import plot_rd
 from gfix_sdk.eval.records import JSON_FORMAT, RatePointResult, csv_text, json_text, write_atomic
 from gfix_sdk.eval.scoring import METRICS, Scorers, VideoScorer, metric_spec
 from gfix_sdk.eval.summary import summary_markdown
 from gfix_sdk.eval.videos import VideoSpec, unique_names, video_spec
+from gfix_sdk.scale.runtime import check_address
 
 DEFAULT_FRAMES = 96  # the GFix paper's protocol (first 96 frames of each UVG sequence)
 DEFAULT_POINTS = 4
@@ -97,6 +98,9 @@ def run_eval(
     codec_options: CodecOptions | None = None,
     metric_device: str = "cpu",
     progress: bool = True,
+    workers: int = 1,
+    ray_address: str | None = None,
+    cpus_per_worker: int | None = None,
 ) -> EvalResult:
     """Run every codec at every rate point on every video; write the report.
 
@@ -119,6 +123,14 @@ def run_eval(
         codec_options: settings of the built-in codecs (GFix base model, ...).
         metric_device: where LPIPS and FID run.
         progress: show a progress bar over all rate points.
+        workers: rate points encoded at once as Ray tasks (needs the
+            ``cluster`` extra; see :mod:`gfix_sdk.eval.dispatch`). They are
+            scored here, in the serial run's order: the same report.
+        ray_address: run the tasks on an existing Ray cluster (``"auto"``,
+            ``"ray://HOST:PORT"``); None with ``workers > 1``: a local
+            runtime, started and stopped here.
+        cpus_per_worker: CPUs (and torch threads) per rate-point task
+            (default: CPUs / workers).
 
     Returns:
         The points, BD-rate cells and written paths.
@@ -127,11 +139,14 @@ def run_eval(
         ValueError, FileNotFoundError: bad arguments, a missing video, an
             unknown codec, or a weights file of the wrong kind (all before
             any encoding starts).
+        MissingDependencyError: ``workers > 1`` or an address without Ray.
     """
     from gfix_sdk import __version__
 
     frames = _check_positive(frames, "frames", allow_none=True)
     points = _check_positive(points, "points")  # type: ignore[assignment]
+    workers = _check_positive(workers, "workers")  # type: ignore[assignment]
+    check_address(ray_address)
     if not videos:
         raise ValueError("no videos to evaluate")
     out = Path(out_dir)
@@ -177,15 +192,19 @@ def run_eval(
     total = sum(len(values) for per in plan.values() for values in per.values())
     bar = tqdm(total=total, desc="eval", unit="point", disable=not progress)
     try:
-        for spec in specs:
-            video, info = spec.load(frames)
-            video_records.append({"name": spec.name, "source": spec.path, "width": info.width,
-                                  "height": info.height, "fps": info.fps, "frames": len(video)})
-            with scorers.for_video(video, info.fps) as scorer:
-                for codec in codecs:
-                    for value in plan[spec.name][codec.name]:
-                        bar.set_description(f"{spec.name} {codec.name} {codec.rate_knob}={value}")
-                        point = _run_point(codec, value, spec.name, video, info.fps, scorer, problems)
+        with point_runner(workers, ray_address, cpus_per_worker) as runner:
+            for spec in specs:
+                video, info = spec.load(frames)
+                video_records.append({"name": spec.name, "source": spec.path, "width": info.width,
+                                      "height": info.height, "fps": info.fps, "frames": len(video)})
+                jobs = [(codec, value) for codec in codecs for value in plan[spec.name][codec.name]]
+
+                def started(job: Job, name: str = spec.name) -> None:
+                    bar.set_description(f"{name} {describe(job)}")
+
+                with scorers.for_video(video, info.fps) as scorer:
+                    for (codec, value), encoded in runner.run(jobs, video, info.fps, started):
+                        point = _score_point(codec, value, encoded, spec.name, video, info.fps, scorer, problems)
                         results.append(point)
                         save(None)
                         bar.set_postfix(kbps=f"{point.kbps:.0f}", psnr=f"{point.scores.get('psnr') or 0:.2f}")
@@ -209,12 +228,10 @@ def run_eval(
                       summary_path=paths["summary"], plots=plots)
 
 
-def _run_point(codec: RatePointCodec, value: RateValue, video_name: str, video: np.ndarray, fps: float,
-               scorer: VideoScorer, problems: list[dict[str, str]]) -> RatePointResult:
-    """Encode, decode and score one rate point."""
-    start = time.perf_counter()
-    clip = codec.encode_point(video, fps, value)
-    seconds = time.perf_counter() - start
+def _score_point(codec: RatePointCodec, value: RateValue, encoded: Encoded, video_name: str, video: np.ndarray,
+                 fps: float, scorer: VideoScorer, problems: list[dict[str, str]]) -> RatePointResult:
+    """Score one encoded rate point against the source."""
+    clip, seconds = encoded
     if clip.decoded.shape != video.shape:
         raise ValueError(
             f"{codec.name} at {codec.rate_knob}={value} decoded {clip.decoded.shape}, not the input's {video.shape}"
