@@ -4,15 +4,18 @@ The bundled clip (320x180, 16 frames) is encoded with the ``--preset`` codec
 settings and ``--gop`` frames per GOP three ways:
 
 * **1 worker** - ``encode_video(workers=1)``: the sequential encoder, no Ray,
-  on this process's torch threads (``OMP_NUM_THREADS``; shown in the table).
+  on as many CPUs as the N workers have together (N x ``--cpus-per-worker``),
+  so that the comparison is at equal CPU (shown in the table).
 * **N workers, cold** - ``encode_video(workers=N)`` as ``gfix encode
-  --workers N`` runs it (each task on ``--cpus-per-worker`` CPUs and as many
-  torch threads): a local Ray runtime is started and stopped inside the
-  timed call, so its start-up is part of the time.
+  --workers N`` runs it (each task on ``--cpus-per-worker`` CPUs): a local
+  Ray runtime is started and stopped inside the timed call, so its start-up
+  is part of the time.
 * **N workers, warm** - the same on a runtime already running (a cluster, or
   ``gfix encode-many`` after its first video): GOP tasks only.
 
-Every run must write the same bytes (sha256). The speed-up is the 1-worker
+Every run fits its GOPs with torch on ``threads_per_gop`` threads (the
+default, 1) and rasterizes on all the CPUs it has, and must write the same
+bytes (sha256). The speed-up is the 1-worker
 time over each N-worker time; the target (on a 2-core machine, N = 2) is
 >= 1.6x. Per-GOP times of the 1-worker run are printed too: they are what a
 GOP task costs, the unit for estimating larger jobs.
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from gfix_sdk.bench._common import emit_json, format_table, machine_info
+from gfix_sdk.scale.gop import THREADS_PER_GOP
 
 SPEEDUP_TARGET = 1.6  #: 1-worker time / N-worker time, at least (cold runtime)
 
@@ -58,39 +62,43 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     config = replace(PRESETS[args.preset], gop=args.gop,
                      **({"gaussians": args.gaussians} if args.gaussians else {}))
     source = bundled_clip_path()
+    cpus = args.cpus_per_worker or max(1, (os.cpu_count() or 1) // args.workers)
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="gfix-bench-scale-") as tmp:
         tmp_path = Path(tmp)
         stamps: list[float] = []
-        print("1 worker (no Ray) ...", flush=True)
-        began = time.perf_counter()
-        one = _encode(source, tmp_path / "one.gfix", config, 1, None,
-                      on_frame=lambda coded: stamps.append(time.perf_counter()))
+        print(f"1 worker (no Ray) on {args.workers * cpus} CPUs ...", flush=True)
+        # Equal CPU: the sequential encoder rasterizes on this process's torch threads.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(args.workers * cpus)
+        try:
+            began = time.perf_counter()
+            one = _encode(source, tmp_path / "one.gfix", config, 1, None,
+                          on_frame=lambda coded: stamps.append(time.perf_counter()))
+        finally:
+            torch.set_num_threads(threads)
         frame_seconds = [t - s for t, s in zip(stamps, [began, *stamps[:-1]])]
-        # The baseline's torch threads are whatever this process has (OMP_NUM_THREADS):
-        # say so, since a baseline on fewer cores than the workers get flatters the speed-up.
-        one["threads"] = torch.get_num_threads()
-        one["label"] = f"1 worker ({one['threads']} thread{'s' if one['threads'] > 1 else ''})"
+        one.update(label="1 worker", cpus=f"1 x {args.workers * cpus}")
         runs.append(one)
         print(f"{args.workers} workers, cold local runtime ...", flush=True)
-        cold = _encode(source, tmp_path / "cold.gfix", config, args.workers, args.cpus_per_worker)
-        cold["label"] = f"{args.workers} workers (cold)"
+        cold = _encode(source, tmp_path / "cold.gfix", config, args.workers, cpus)
+        cold.update(label=f"{args.workers} workers (cold)", cpus=f"{args.workers} x {cpus}")
         runs.append(cold)
         if not args.skip_warm:
             print(f"{args.workers} workers, warm runtime ...", flush=True)
-            cpus = args.cpus_per_worker or max(1, (os.cpu_count() or 1) // args.workers)
             start = time.perf_counter()
             with ray_runtime(None, num_cpus=args.workers * cpus):
                 startup = time.perf_counter() - start
-                warm = _encode(source, tmp_path / "warm.gfix", config, args.workers, args.cpus_per_worker)
-            warm["label"] = f"{args.workers} workers (warm)"
-            warm["runtime_start_seconds"] = startup
+                warm = _encode(source, tmp_path / "warm.gfix", config, args.workers, cpus)
+            warm.update(label=f"{args.workers} workers (warm)", cpus=f"{args.workers} x {cpus}",
+                        runtime_start_seconds=startup)
             runs.append(warm)
     for r in runs:
         r["speedup"] = one["seconds"] / r["seconds"]
         r["same_bytes"] = r["sha256"] == one["sha256"]
     gop_seconds = [sum(frame_seconds[i:i + config.gop]) for i in range(0, len(frame_seconds), config.gop)]
-    return {"config": {"preset": args.preset, "gop": config.gop, "gaussians": config.gaussians},
+    return {"config": {"preset": args.preset, "gop": config.gop, "gaussians": config.gaussians,
+                       "threads_per_gop": THREADS_PER_GOP},
             "frames": len(frame_seconds), "runs": runs, "frame_seconds": frame_seconds,
             "gop_seconds": gop_seconds}
 
@@ -111,8 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = result["config"]
     print(f"\nBundled clip 320x180, {result['frames']} frames, preset {cfg['preset']}, {cfg['gaussians']} Gaussians, "
           f"GOP {cfg['gop']}; CPU")
-    print(format_table(["run", "seconds", "speed-up", "bytes", "sha256", "same bytes"],
-                       [[r["label"], r["seconds"], f"{r['speedup']:.2f}x", r["bytes"], r["sha256"][:16],
+    print(f"Equal CPU: workers x CPUs each; every GOP fitted on {cfg['threads_per_gop']} torch thread(s), "
+          "rasterized on all its CPUs")
+    print(format_table(["run", "CPUs", "seconds", "speed-up", "bytes", "sha256", "same bytes"],
+                       [[r["label"], r["cpus"], r["seconds"], f"{r['speedup']:.2f}x", r["bytes"], r["sha256"][:16],
                          "yes" if r["same_bytes"] else "NO"] for r in result["runs"]]))
     warm = [r for r in result["runs"] if "runtime_start_seconds" in r]
     if warm:
