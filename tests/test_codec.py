@@ -42,6 +42,20 @@ def test_round_trip_reproduces_encoder_reconstruction_exactly(encoded):
             np.testing.assert_array_equal(decoded, expected)
 
 
+def test_a_predicted_frame_that_keeps_every_gaussian_adds_none(clip, tmp_path):
+    # No pruning and no renewal: every P-frame keeps all its (visible) Gaussians
+    # and places zero new ones (this used to fail in torch.multinomial).
+    frames, info = clip
+    config = SequenceConfig(gaussians=30, key_iterations=20, p_iterations=4, qat_iterations=2, gop=4,
+                            prune_ratio=0.0, add_fraction=0.0)
+    recons = []
+    encode_frames(frames[:2], tmp_path / "keep.gfix", width=160, height=90, fps=info.fps, config=config,
+                  progress=False, on_frame=lambda c: recons.append(c.reconstruction.numpy()))
+    with Decoder.open(tmp_path / "keep.gfix") as dec:
+        for decoded, expected in zip(dec.frames(), recons, strict=True):
+            np.testing.assert_array_equal(decoded, expected)
+
+
 def test_random_access_from_nearest_key_frame(encoded):
     path, _, recons = encoded
     with Decoder.open(path) as dec:

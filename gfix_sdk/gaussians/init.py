@@ -44,6 +44,8 @@ def sample_positions(
     Returns ``(means (n, 2), density (n,))`` where density is the expected
     number of samples per pixel at each position."""
     height, width = weights.shape
+    if n == 0:  # nothing to place (a predicted frame that keeps every Gaussian)
+        return weights.new_zeros((0, 2)), weights.new_zeros((0,))
     prob = (weights / weights.sum()).flatten()
     idx = torch.multinomial(prob, n, replacement=True, generator=generator)
     jitter = torch.rand(n, 2, generator=generator, device=weights.device)
