@@ -292,16 +292,23 @@ def _add_codec_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
-def _add_scale_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("scale-out on Ray (pip install \"gfix-sdk[cluster]\")")
-    group.add_argument("--workers", type=positive_int, default=1,
-                       help="GOPs coded at once as Ray tasks; the file is byte-identical to --workers 1 (default: 1, "
-                            "no Ray)")
+def add_ray_options(parser: argparse.ArgumentParser, *, title: str, workers: str,
+                    cpus: str) -> argparse._ArgumentGroup:
+    """Add ``--workers``, ``--ray-address`` and ``--cpus-per-worker`` in a group
+    titled ``title``; ``workers`` and ``cpus`` say what a task is. Returns the group."""
+    group = parser.add_argument_group(f"{title} on Ray (pip install \"gfix-sdk[cluster]\")")
+    group.add_argument("--workers", type=positive_int, default=1, help=f"{workers} (default: 1, no Ray)")
     group.add_argument("--ray-address", metavar="ADDR",
                        help="run on an existing Ray cluster: 'auto' or ray://HOST:PORT (default: a local Ray runtime, "
                             "started and stopped for this command, when --workers > 1)")
-    group.add_argument("--cpus-per-worker", type=positive_int,
-                       help="CPUs (and rasterizer threads) each GOP task asks for (default: CPUs / workers)")
+    group.add_argument("--cpus-per-worker", type=positive_int, help=f"{cpus} (default: CPUs / workers)")
+    return group
+
+
+def _add_scale_options(parser: argparse.ArgumentParser) -> None:
+    group = add_ray_options(parser, title="scale-out",
+                            workers="GOPs coded at once as Ray tasks; the file is byte-identical to --workers 1",
+                            cpus="CPUs (and rasterizer threads) each GOP task asks for")
     group.add_argument("--threads-per-gop", type=positive_int, default=1,
                        help="torch threads fitting each GOP, whatever --workers is: the bytes depend on it "
                             "(default: 1; the rasterizer still uses every CPU a GOP has)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from gfix_sdk.cli import parse_size, positive_int, run_command
+from gfix_sdk.cli import add_ray_options, parse_size, positive_int, run_command
 
 
 DESCRIPTION = """\
@@ -74,15 +74,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                                                   "name, else 25)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
-    scale = parser.add_argument_group("rate points in parallel on Ray (pip install \"gfix-sdk[cluster]\")")
-    scale.add_argument("--workers", type=positive_int, default=1,
-                       help="rate points encoded at once as Ray tasks, scored here in the serial order: the same "
-                            "report (default: 1, no Ray)")
-    scale.add_argument("--ray-address", metavar="ADDR",
-                       help="run on an existing Ray cluster: 'auto' or ray://HOST:PORT (default: a local Ray runtime, "
-                            "started and stopped for this command, when --workers > 1)")
-    scale.add_argument("--cpus-per-worker", type=positive_int,
-                       help="CPUs (and torch threads) each rate-point task asks for (default: CPUs / workers)")
+    add_ray_options(parser, title="rate points in parallel",
+                    workers="rate points encoded at once as Ray tasks, scored here in the serial order: the same "
+                            "report",
+                    cpus="CPUs (and torch threads) each rate-point task asks for")
 
     rates = parser.add_argument_group("rate points (default: --points values spread over each codec's range)")
     rates.add_argument("--crf", type=_int_list, metavar="LIST", help="x264 CRFs (h264), e.g. 42,35,29,22")
