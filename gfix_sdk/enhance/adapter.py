@@ -1,6 +1,6 @@
 """The ENHANCER section: the coded per-video adapter.
 
-Payload (little-endian, version 2)::
+Payload (little-endian, version 4)::
 
     u8      version
     32 B    SHA-256 of the base model (see :func:`gfix_sdk.enhance.base.base_hash`)
@@ -9,8 +9,10 @@ Payload (little-endian, version 2)::
     3 x     (u8 flag, [blob]): prompt text, U-Net targets, VAE-decoder targets
             (comma-separated); flag 0 = the default (no blob follows), 1 = custom
     f32     timestep t
-    f32     strength (version 3; earlier versions: 1): scale of the change
-            the enhancer makes to a frame, chosen by the encoder
+    f32     luma strength, f32 chroma strength (version 4; version 3 has one
+            f32 for both, versions 1-2 none: 1): scales of the change the
+            enhancer makes to a frame's luma and chroma, chosen by the encoder
+            (see :func:`gfix_sdk.enhance.model.scale_change`)
     then for each group in (prompt, unet, vae, skip):
         f64     quantisation step
         varint  number of values
@@ -22,7 +24,8 @@ rebuilds the same layer list from the same base and configuration, splits
 them back. Counts are checked against that rebuild before anything is set.
 
 Version 1 (no overlap field: patches did not overlap) is still read, as
-overlap 0; versions 1 and 2 (no strength field) as strength 1.
+overlap 0; versions 1 and 2 (no strength field) as strength 1; version 3 (one
+strength) as equal luma and chroma strengths.
 """
 
 from __future__ import annotations
@@ -36,8 +39,8 @@ from gfix_sdk.coding import ByteReader, ByteWriter, decode_symbols, encode_symbo
 from gfix_sdk.enhance.model import GROUPS, AdapterConfig, Enhancer
 from gfix_sdk.errors import GFixError, GFixFormatError
 
-ADAPTER_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+ADAPTER_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 MAX_VALUES = 1 << 28  # per group: far above SD-Turbo's largest (LoRA) adapter
 _MODES = ("mlora", "lora")
 
@@ -55,7 +58,13 @@ class CodedAdapter:
     t: float
     steps: dict[str, float]
     values: dict[str, np.ndarray]  #: int64 grid indices per group
-    strength: float = 1.0  #: scale of the enhancer's change to a frame, in (0, 1]
+    luma_strength: float = 1.0  #: scale of the enhancer's change to a frame's luma, in [0, 1]
+    chroma_strength: float = 1.0  #: scale of its change to the chroma, in [0, 1]
+
+    @property
+    def strengths(self) -> tuple[float, float]:
+        """``(luma, chroma)``, as the enhancer's ``strength`` buffer holds them."""
+        return (self.luma_strength, self.chroma_strength)
 
     def group_bytes(self) -> dict[str, int]:
         return {g: len(encode_symbols(v)) for g, v in self.values.items()}
@@ -103,7 +112,9 @@ def encode_adapter(
         if text != default:
             w.blob(text.encode("utf-8"))
     w.f32(float(enhancer.t.detach()))
-    w.f32(float(enhancer.strength))
+    luma, chroma = (float(s) for s in enhancer.strength)
+    w.f32(luma)
+    w.f32(chroma)
     for group, values in quantize_groups(enhancer, steps).items():
         w.f64(steps[group])
         w.varint(len(values))
@@ -143,9 +154,15 @@ def decode_adapter(payload: bytes, *, context: str = "ENHANCER") -> CodedAdapter
     t = r.f32("timestep")
     if not np.isfinite(t):
         raise r.error("timestep is not finite")
-    strength = r.f32("strength") if version >= 3 else 1.0
-    if not (np.isfinite(strength) and 0.0 < strength <= 1.0):
-        raise r.error(f"strength {strength} outside (0, 1]")
+    if version >= 4:
+        strengths = (r.f32("luma strength"), r.f32("chroma strength"))
+    else:
+        strengths = (r.f32("strength"),) * 2 if version == 3 else (1.0, 1.0)
+    for name, strength in zip(("luma", "chroma"), strengths):
+        if not (np.isfinite(strength) and 0.0 <= strength <= 1.0):
+            raise r.error(f"{name} strength {strength} outside [0, 1]")
+    if not any(strengths):
+        raise r.error("luma and chroma strengths are both 0 (an adapter that changes nothing is not written)")
     steps, values = {}, {}
     for group in GROUPS:
         steps[group] = r.f64(f"{group} step")
@@ -154,7 +171,8 @@ def decode_adapter(payload: bytes, *, context: str = "ENHANCER") -> CodedAdapter
         count = r.varint(f"{group} count", maximum=MAX_VALUES)
         values[group] = decode_symbols(r, count, f"{group} values")
     r.expect_end()
-    return CodedAdapter(base_hash=base_hash, config=config, t=t, steps=steps, values=values, strength=strength)
+    return CodedAdapter(base_hash=base_hash, config=config, t=t, steps=steps, values=values,
+                        luma_strength=strengths[0], chroma_strength=strengths[1])
 
 
 def check_base_hash(coded: CodedAdapter, base_hash: bytes) -> None:
@@ -196,4 +214,4 @@ def apply_adapter(enhancer: Enhancer, coded: CodedAdapter, base_hash: bytes) -> 
             for tensor, part in zip(tensors, parts):
                 tensor.copy_(part.reshape(tensor.shape))
         enhancer.t.fill_(coded.t)
-        enhancer.strength.fill_(coded.strength)
+        enhancer.strength.copy_(torch.tensor(coded.strengths))

@@ -397,7 +397,7 @@ def fold_weights(coded, factors: FactorSet, base_dir: str | os.PathLike[str]) ->
             t = torch.tensor(float(coded.t), dtype=torch.float32)  # Enhancer.t after apply_adapter
             weights["t"] = t
             weights["abar"] = interpolate_alpha_bar(factors.alphas_cumprod, t).to(torch.float32)
-            weights["strength"] = torch.tensor(float(coded.strength), dtype=torch.float32)
+            weights["strength"] = torch.tensor(coded.strengths, dtype=torch.float32)
     finally:
         torch.set_num_threads(threads)
     return weights

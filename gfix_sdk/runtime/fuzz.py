@@ -176,7 +176,8 @@ def seed_adapter_payload(seed: int = 0) -> bytes:
     w.blob(b"conv_in,conv_out")  # a custom U-Net target list
     w.u8(0)
     w.f32(199.0)  # timestep
-    w.f32(0.75)  # strength (version 3)
+    w.f32(0.75)  # luma strength (version 4)
+    w.f32(0.5)  # chroma strength
     for group, count in zip(GROUPS, (16, 300, 120, 0)):
         w.f64(1.0 / 256)
         w.varint(count)
