@@ -50,7 +50,9 @@ def test_seeds_decode_and_reassemble_byte_for_byte(seeds, tmp_path):
         path.write_bytes(data)
         with Decoder.open(path, enhance=False) as dec:
             assert sum(1 for _ in dec.frames()) == len(dec) > 0
-    assert decode_adapter(seed_adapter_payload()).values["unet"].shape == (300,)
+    coded = decode_adapter(seed_adapter_payload())  # the encoder's writer, on a small configuration
+    assert (coded.config.unet_targets, coded.strength) == (("conv_in", "conv_out"), 0.75)
+    assert coded.values["unet"].shape == (300,)
 
 
 def test_mutated_files_reach_the_frame_decoder(seeds, tmp_path):

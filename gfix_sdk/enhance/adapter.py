@@ -89,7 +89,24 @@ def encode_adapter(
 ) -> bytes:
     """Code an enhancer's adapter (its current values, rounded to ``steps``).
     ``mixture_hints``: the trained rate model per group (see TrainResult)."""
-    cfg = enhancer.config
+    return write_adapter(enhancer.config, quantize_groups(enhancer, steps), steps, base_hash,
+                         t=float(enhancer.t.detach()), strength=float(enhancer.strength),
+                         mixture_hints=mixture_hints)
+
+
+def write_adapter(
+    cfg: AdapterConfig,
+    values: dict[str, np.ndarray],
+    steps: dict[str, float],
+    base_hash: bytes,
+    *,
+    t: float,
+    strength: float,
+    mixture_hints: dict[str, tuple[float, float, float]] | None = None,
+) -> bytes:
+    """The ENHANCER payload of grid indices ``values`` per group (in
+    :data:`GROUPS` order) on ``steps``: the layout :func:`encode_adapter`
+    writes, without an :class:`Enhancer` (for the fuzzer's seed)."""
     w = ByteWriter()
     w.u8(ADAPTER_VERSION)
     w.raw(base_hash)
@@ -102,13 +119,13 @@ def encode_adapter(
         w.u8(0 if text == default else 1)
         if text != default:
             w.blob(text.encode("utf-8"))
-    w.f32(float(enhancer.t.detach()))
-    w.f32(float(enhancer.strength))
-    for group, values in quantize_groups(enhancer, steps).items():
+    w.f32(t)
+    w.f32(strength)
+    for group in GROUPS:
         w.f64(steps[group])
-        w.varint(len(values))
+        w.varint(len(values[group]))
         hint = (mixture_hints[group],) if mixture_hints and group in mixture_hints else ()
-        w.raw(encode_symbols(values, mixture_hints=hint))
+        w.raw(encode_symbols(values[group], mixture_hints=hint))
     return w.getvalue()
 
 

@@ -157,32 +157,21 @@ def write_seed_clip(path: str | Path, *, frames: int = 5, width: int = 48, heigh
 
 
 def seed_adapter_payload(seed: int = 0) -> bytes:
-    """A valid ENHANCER payload (the current version, random values per group), built
-    without a base model by :func:`~gfix_sdk.enhance.adapter.encode_adapter`'s
-    layout, for fuzzing :func:`~gfix_sdk.enhance.adapter.decode_adapter`."""
-    from gfix_sdk.coding import ByteWriter, encode_symbols
-    from gfix_sdk.enhance.adapter import ADAPTER_VERSION
-    from gfix_sdk.enhance.model import GROUPS
+    """A valid ENHANCER payload (the current version, random values per group)
+    written by the encoder's own writer (:func:`~gfix_sdk.enhance.adapter.write_adapter`,
+    what :func:`~gfix_sdk.enhance.adapter.encode_adapter` calls) without a base
+    model, for fuzzing :func:`~gfix_sdk.enhance.adapter.decode_adapter`."""
+    from gfix_sdk.enhance.adapter import write_adapter
+    from gfix_sdk.enhance.model import GROUPS, AdapterConfig
 
     rng = np.random.default_rng(seed)
-    w = ByteWriter()
-    w.u8(ADAPTER_VERSION)
-    w.raw(bytes(rng.integers(0, 256, size=32, dtype=np.uint8)))
-    w.u8(0)  # mLoRA
-    for value in (8, 4, 4, 64, 16):  # ranks, patch, overlap
-        w.varint(value)
-    w.u8(0)
-    w.u8(1)
-    w.blob(b"conv_in,conv_out")  # a custom U-Net target list
-    w.u8(0)
-    w.f32(199.0)  # timestep
-    w.f32(0.75)  # strength (version 3)
-    for group, count in zip(GROUPS, (16, 300, 120, 0)):
-        w.f64(1.0 / 256)
-        w.varint(count)
-        values = np.round(rng.laplace(0, 3, size=count)).astype(np.int64)
-        w.raw(encode_symbols(values))
-    return w.getvalue()
+    base_hash = bytes(rng.integers(0, 256, size=32, dtype=np.uint8))
+    # Small ranks and a custom U-Net target list (so a text field is written).
+    config = AdapterConfig(prompt_rank=8, unet_rank=4, vae_rank=4, unet_targets=("conv_in", "conv_out"),
+                           patch=64, overlap=16)
+    values = {group: np.round(rng.laplace(0, 3, size=count)).astype(np.int64)
+              for group, count in zip(GROUPS, (16, 300, 120, 0))}
+    return write_adapter(config, values, dict.fromkeys(GROUPS, 1.0 / 256), base_hash, t=199.0, strength=0.75)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
