@@ -19,7 +19,12 @@ Payload (little-endian, version 2)::
 A group's values are its tensors flattened and concatenated in the order of
 :meth:`Enhancer.groups` (layers sorted by name), so the decoder, which
 rebuilds the same layer list from the same base and configuration, splits
-them back. Counts are checked against that rebuild before anything is set.
+them back. :func:`decode_adapter` reads the header and steps over each
+group's coded values without decoding them; they are decoded only once the
+decoder knows from that rebuild (or the lean runtime's cached layer list) how
+many there must be, and a count that differs is refused first
+(:meth:`CodedAdapter.group_values`): a crafted 100-byte payload declaring
+2**28 values costs no memory.
 
 Version 1 (no overlap field: patches did not overlap) is still read, as
 overlap 0; versions 1 and 2 (no strength field) as strength 1.
@@ -32,13 +37,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gfix_sdk.coding import ByteReader, ByteWriter, decode_symbols, encode_symbols
+from gfix_sdk.coding import ByteReader, ByteWriter, decode_symbols, encode_symbols, skip_symbols
 from gfix_sdk.enhance.model import GROUPS, AdapterConfig, Enhancer
 from gfix_sdk.errors import GFixError, GFixFormatError
 
 ADAPTER_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
-MAX_VALUES = 1 << 28  # per group: far above SD-Turbo's largest (LoRA) adapter
+MAX_VALUES = 1 << 28  # per group: far above SD-Turbo's largest (LoRA) adapter; a format bound, nothing is allocated by it
 _MODES = ("mlora", "lora")
 
 
@@ -48,17 +53,40 @@ class BaseMismatchError(GFixError, ValueError):
 
 @dataclass
 class CodedAdapter:
-    """A decoded ENHANCER payload: everything needed to rebuild the adapter."""
+    """A parsed ENHANCER payload: everything needed to rebuild the adapter.
+
+    The values stay entropy-coded until :meth:`group_values` is told how many
+    a group must hold (see the module docstring)."""
 
     base_hash: bytes
     config: AdapterConfig
     t: float
     steps: dict[str, float]
-    values: dict[str, np.ndarray]  #: int64 grid indices per group
+    counts: dict[str, int]  #: number of values each group declares
+    #: Each group's coded values: (their bytes, the offset of those bytes in the payload).
+    coded: dict[str, tuple[bytes, int]]
     strength: float = 1.0  #: scale of the enhancer's change to a frame, in (0, 1]
+    context: str = "ENHANCER"  #: what errors call the payload (e.g. the file and the section)
 
     def group_bytes(self) -> dict[str, int]:
-        return {g: len(encode_symbols(v)) for g, v in self.values.items()}
+        """Coded size of each group's values, in bytes."""
+        return {g: len(data) for g, (data, _) in self.coded.items()}
+
+    def group_values(self, group: str, expected: int) -> np.ndarray:
+        """The int64 grid indices of ``group``, which must hold ``expected``
+        values (what the base's layers need); raises GFixFormatError naming
+        the group, before decoding anything, when the payload declares another
+        count, and when the coded values are damaged."""
+        if self.counts[group] != expected:
+            raise GFixFormatError(
+                f"{self.context}: group {group} holds {self.counts[group]} values but this base model's "
+                f"{self.config.mode} layers need {expected}"
+            )
+        data, offset = self.coded[group]
+        reader = ByteReader(data, context=self.context, offset=offset)
+        values = decode_symbols(reader, expected, f"{group} values")
+        reader.expect_end()
+        return values
 
 
 def _config_texts(cfg: AdapterConfig) -> tuple[str, str, str]:
@@ -131,7 +159,9 @@ def write_adapter(
 
 def decode_adapter(payload: bytes, *, context: str = "ENHANCER") -> CodedAdapter:
     """Parse an ENHANCER payload; raises GFixFormatError (prefixed with
-    ``context``, e.g. the file's name and the section) on any inconsistency."""
+    ``context``, e.g. the file's name and the section) on any inconsistency.
+    The values are not decoded here (memory stays of the payload's size);
+    :meth:`CodedAdapter.group_values` decodes a group once its count is known."""
     r = ByteReader(payload, context=context)
     version = r.u8("adapter version")
     if version not in READABLE_VERSIONS:
@@ -163,15 +193,18 @@ def decode_adapter(payload: bytes, *, context: str = "ENHANCER") -> CodedAdapter
     strength = r.f32("strength") if version >= 3 else 1.0
     if not (np.isfinite(strength) and 0.0 < strength <= 1.0):
         raise r.error(f"strength {strength} outside (0, 1]")
-    steps, values = {}, {}
+    steps, counts, coded = {}, {}, {}
     for group in GROUPS:
         steps[group] = r.f64(f"{group} step")
         if not (np.isfinite(steps[group]) and steps[group] > 0):
             raise r.error(f"{group}: invalid quantisation step {steps[group]}")
-        count = r.varint(f"{group} count", maximum=MAX_VALUES)
-        values[group] = decode_symbols(r, count, f"{group} values")
+        counts[group] = r.varint(f"{group} count", maximum=MAX_VALUES)
+        start = r.pos
+        skip_symbols(r, counts[group], f"{group} values")
+        coded[group] = (bytes(payload[start:r.pos]), start)
     r.expect_end()
-    return CodedAdapter(base_hash=base_hash, config=config, t=t, steps=steps, values=values, strength=strength)
+    return CodedAdapter(base_hash=base_hash, config=config, t=t, steps=steps, counts=counts, coded=coded,
+                        strength=strength, context=context)
 
 
 def check_base_hash(coded: CodedAdapter, base_hash: bytes) -> None:
@@ -186,15 +219,10 @@ def check_base_hash(coded: CodedAdapter, base_hash: bytes) -> None:
 def dequantized(coded: CodedAdapter, group: str, sizes: list[int]) -> list[torch.Tensor]:
     """The float32 values of ``group`` split into flat tensors of ``sizes`` (the
     group's tensors in :meth:`Enhancer.groups` order); raises GFixFormatError
-    when the coded count differs. :func:`apply_adapter` and the lean runtime
-    (which rebuilds no :class:`Enhancer`) both read the values through here."""
-    values = coded.values[group]
-    expected = sum(sizes)
-    if len(values) != expected:
-        raise GFixFormatError(
-            f"ENHANCER: group {group} holds {len(values)} values but this base model's "
-            f"{coded.config.mode} layers need {expected}"
-        )
+    when the coded count differs, before decoding (:meth:`CodedAdapter.group_values`).
+    :func:`apply_adapter` and the lean runtime (which rebuilds no
+    :class:`Enhancer`) both read the values through here."""
+    values = coded.group_values(group, sum(sizes))
     flat = torch.from_numpy(values).to(torch.float32) * coded.steps[group]
     out, offset = [], 0
     for size in sizes:

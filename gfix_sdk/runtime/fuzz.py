@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,12 +61,18 @@ def decode_outcome(path: str | Path, *, max_pixels: int = 1 << 20) -> str:
     return classify(run)
 
 
-def adapter_outcome(payload: bytes) -> str:
-    """Parse an ENHANCER payload with :func:`~gfix_sdk.enhance.adapter.decode_adapter`;
-    see :func:`classify`."""
+def adapter_outcome(payload: bytes, counts: Mapping[str, int]) -> str:
+    """Parse an ENHANCER payload with :func:`~gfix_sdk.enhance.adapter.decode_adapter`
+    and decode each group's values as a decoder whose base's layers need
+    ``counts`` values per group would; see :func:`classify`."""
     from gfix_sdk.enhance.adapter import decode_adapter
 
-    return classify(lambda: decode_adapter(payload))
+    def run() -> None:
+        coded = decode_adapter(payload)
+        for group, count in counts.items():
+            coded.group_values(group, count)
+
+    return classify(run)
 
 
 @dataclass
@@ -107,12 +113,16 @@ def fuzz_files(seeds: Sequence[bytes], cases: int, workdir: Path, *, seed: int =
 
 
 def fuzz_adapter(payload: bytes, cases: int, *, seed: int = 0) -> FuzzReport:
-    """Parse ``cases`` mutated copies of an ENHANCER payload."""
+    """Parse ``cases`` mutated copies of an ENHANCER payload, decoding the values
+    at the counts of the intact ``payload`` (what the base's layers would need)."""
+    from gfix_sdk.enhance.adapter import decode_adapter
+
+    counts = decode_adapter(payload).counts
     mutator, report = ByteMutator(seed), FuzzReport()
     start = time.perf_counter()
     for _ in range(cases):
         data, what = mutator.mutate(payload)
-        report.add(what, adapter_outcome(data))
+        report.add(what, adapter_outcome(data, counts))
     report.seconds = time.perf_counter() - start
     return report
 
