@@ -43,7 +43,9 @@ from gfix_sdk.errors import GFixError, GFixFormatError
 
 ADAPTER_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
-MAX_VALUES = 1 << 28  # per group: far above SD-Turbo's largest (LoRA) adapter; a format bound, nothing is allocated by it
+#: Per group: far above SD-Turbo's largest (LoRA) adapter. A format bound only: nothing is
+#: allocated by it (values are decoded once the base says how many there must be).
+MAX_VALUES = 1 << 28
 _MODES = ("mlora", "lora")
 
 
