@@ -12,7 +12,6 @@ from gfix_sdk.enhance.adapter import BaseMismatchError, apply_adapter, decode_ad
 from gfix_sdk.enhance.base import BaseModelError, base_hash, build_tiny_base, check_base_dir, load_base
 from gfix_sdk.enhance.mlora import AdaptedConv2d, fold_into, low_rank_factors
 from gfix_sdk.enhance.model import GROUPS, AdapterConfig, Enhancer, interpolate_alpha_bar
-from gfix_sdk.enhance.tiny import install_tiny_base
 from gfix_sdk.errors import GFixFormatError
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -22,11 +21,6 @@ SMALL = AdapterConfig(patch=64)
 @pytest.fixture(scope="session")
 def random_base_dir(tmp_path_factory):
     return build_tiny_base(tmp_path_factory.mktemp("random_base"))
-
-
-@pytest.fixture(scope="session")
-def tiny_base_dir(tmp_path_factory):
-    return install_tiny_base(tmp_path_factory.mktemp("tiny_base"))
 
 
 def test_missing_or_incomplete_base_lists_what_is_missing(tmp_path, monkeypatch):
