@@ -8,6 +8,7 @@ import re
 import shutil
 import socket
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 # `.NAME.<host>.<pid>.<hex>.tmp`: the host and pid say whose it is, so that a
@@ -26,6 +27,23 @@ def temp_sibling(target: Path) -> Path:
     """
     remove_orphaned_temps(target)
     return target.with_name(f".{target.name}.{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def write_atomically(target: Path, write: Callable[[Path], object]) -> Path:
+    """``write(temp)`` to a :func:`temp_sibling` of ``target``, then rename it
+    onto ``target``: a reader sees the old file or the whole new one, never a
+    part; concurrent writers (processes, threads, hosts sharing the folder)
+    each write their own temporary and the last rename wins. On an error or
+    a signal the temporary is removed. Returns ``target``."""
+    temp = temp_sibling(target)
+    try:
+        write(temp)
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    return target
 
 
 def remove_orphaned_temps(target: Path) -> list[Path]:

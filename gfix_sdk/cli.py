@@ -86,9 +86,10 @@ def _enhance_settings(args: argparse.Namespace):
     adapter = AdapterConfig(mode=args.adapter, patch=args.patch, overlap=args.overlap)
     train = TrainConfig(steps=args.enhance_steps, lmbda=lmbda, lr=args.lr, loss=args.loss, lpips_weights=args.lpips,
                         l2_weight=args.l2_weight)
-    bound = {} if args.max_psnr_drop is None else {"max_psnr_drop": None if args.max_psnr_drop < 0
-                                                   else args.max_psnr_drop}
-    return EnhanceSettings(base=args.base, adapter=adapter, train=train, always_keep=args.keep_adapter, **bound)
+    bounds = {name: None if value < 0 else value
+              for name, value in (("max_psnr_drop", args.max_psnr_drop), ("max_vmaf_drop", args.max_vmaf_drop))
+              if value is not None}
+    return EnhanceSettings(base=args.base, adapter=adapter, train=train, always_keep=args.keep_adapter, **bounds)
 
 
 def _scale_kwargs(args: argparse.Namespace) -> dict:
@@ -274,8 +275,11 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
                                                         "SD-Turbo: Difix's 1, the tiny stand-in: its measured value)")
     group.add_argument("--lpips", help="LPIPS-VGG weights file for the difix loss (default: the installed one)")
     group.add_argument("--max-psnr-drop", type=float, metavar="DB",
-                       help="fidelity bound: the encoder scales the enhancer's change down until the mean PSNR "
-                            "is at most DB below the Gaussian frames' (default: 0.4; -1: no bound)")
+                       help="fidelity bound: the encoder scales the enhancer's change to luma and to chroma down "
+                            "until the mean PSNR is at most DB below the Gaussian frames' (default: 0.4; -1: no bound)")
+    group.add_argument("--max-vmaf-drop", type=float, metavar="POINTS",
+                       help="VMAF bound, likewise: mean VMAF at most POINTS below the Gaussian frames' (default: 0.5, "
+                            "no real loss; -1: no bound; skipped with a note when ffmpeg has no libvmaf)")
     group.add_argument("--keep-adapter", action="store_true",
                        help="store the adapter even if it does not lower rate + lambda x distortion "
                             "(by default such an adapter is dropped and the file is a plain Gaussian stream)")

@@ -26,6 +26,21 @@ def _private_export_cache(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def tiny_base_dir(tmp_path_factory):
+    """A private copy of the shipped stand-in base (tests that change it copy it again)."""
+    from gfix_sdk.enhance.tiny import install_tiny_base
+
+    return install_tiny_base(tmp_path_factory.mktemp("tiny_base"))
+
+
+@pytest.fixture(scope="session")
+def tiny_base_hash(tiny_base_dir):
+    from gfix_sdk.enhance.base import base_hash, load_base
+
+    return base_hash(load_base(tiny_base_dir))
+
+
+@pytest.fixture(scope="session")
 def lpips_file(tmp_path_factory):
     """Seeded random AlexNet LPIPS weights written to a file (positive heads: a
     valid metric, never zero for different images); no download needed."""

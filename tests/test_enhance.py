@@ -12,7 +12,6 @@ from gfix_sdk.enhance.adapter import BaseMismatchError, apply_adapter, decode_ad
 from gfix_sdk.enhance.base import BaseModelError, base_hash, build_tiny_base, check_base_dir, load_base
 from gfix_sdk.enhance.mlora import AdaptedConv2d, fold_into, low_rank_factors
 from gfix_sdk.enhance.model import GROUPS, AdapterConfig, Enhancer, interpolate_alpha_bar
-from gfix_sdk.enhance.tiny import install_tiny_base
 from gfix_sdk.errors import GFixFormatError
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -22,11 +21,6 @@ SMALL = AdapterConfig(patch=64)
 @pytest.fixture(scope="session")
 def random_base_dir(tmp_path_factory):
     return build_tiny_base(tmp_path_factory.mktemp("random_base"))
-
-
-@pytest.fixture(scope="session")
-def tiny_base_dir(tmp_path_factory):
-    return install_tiny_base(tmp_path_factory.mktemp("tiny_base"))
 
 
 def test_missing_or_incomplete_base_lists_what_is_missing(tmp_path, monkeypatch):
@@ -458,18 +452,20 @@ def test_luma_highpass_keeps_chroma_and_luma_detail_only():
 
 def test_older_adapter_payloads_decode(random_base_dir):
     """Version 1 (no overlap field) reads as overlap 0, versions 1 and 2 (no
-    strength field) as strength 1; the values are the same."""
+    strength field) as strength 1, version 3 (one strength) as equal luma and
+    chroma strengths; the values are the same. Strengths outside [0, 1], or
+    both 0, are format errors."""
     from gfix_sdk.coding import ByteReader
 
     base = load_base(random_base_dir)
     enhancer = Enhancer(base, AdapterConfig(patch=64, overlap=16))
     steps = _random_adapter(enhancer)
     with torch.no_grad():
-        enhancer.strength.fill_(0.625)
+        enhancer.strength.copy_(torch.tensor([0.625, 0.25]))
     payload = encode_adapter(enhancer, steps, base_hash(base))
     current = decode_adapter(payload)
-    assert (current.config.overlap, current.strength) == (16, 0.625)
-    # Rebuild the older layouts from this payload: find the overlap varint and the strength f32.
+    assert (current.config.overlap, current.strengths) == (16, (0.625, 0.25))
+    # Rebuild the older layouts from this payload: find the overlap varint and the strength f32s.
     r = ByteReader(payload, context="test")
     r.u8("version"), r.raw(32, "hash"), r.u8("mode")
     for name in ("prompt rank", "unet rank", "vae rank", "patch"):
@@ -481,22 +477,32 @@ def test_older_adapter_payloads_decode(random_base_dir):
         if r.u8(name) == 1:
             r.blob(name)
     r.f32("t")
-    strength_at = len(payload) - r.remaining
-    v2 = b"\x02" + payload[1:strength_at] + payload[strength_at + 4:]
-    v1 = b"\x01" + payload[1:overlap_at] + payload[after_overlap:strength_at] + payload[strength_at + 4:]
-    for old, overlap in ((decode_adapter(v2), 16), (decode_adapter(v1), 0)):
-        assert (old.config.overlap, old.config.patch, old.strength) == (overlap, 64, 1.0)
-        assert all(np.array_equal(old.values[g], current.values[g]) for g in old.values)
-    for bad in (0.0, -0.5, 1.5, float("nan")):
-        damaged = payload[:strength_at] + np.float32(bad).tobytes() + payload[strength_at + 4:]
+    at = len(payload) - r.remaining  # luma strength, then chroma strength
+    v3 = b"\x03" + payload[1:at + 4] + payload[at + 8:]
+    v2 = b"\x02" + payload[1:at] + payload[at + 8:]
+    v1 = b"\x01" + payload[1:overlap_at] + payload[after_overlap:at] + payload[at + 8:]
+    for old, overlap, strengths in ((decode_adapter(v3), 16, (0.625, 0.625)), (decode_adapter(v2), 16, (1.0, 1.0)),
+                                    (decode_adapter(v1), 0, (1.0, 1.0))):
+        assert (old.config.overlap, old.config.patch, old.strengths) == (overlap, 64, strengths)
+        assert old.counts == current.counts and old.coded.keys() == current.coded.keys()
+        assert all(old.coded[g][0] == current.coded[g][0] for g in old.coded)  # the same coded values
+    for luma, chroma in ((-0.5, 0.5), (1.5, 0.5), (float("nan"), 0.5), (0.5, 2.0), (0.0, 0.0)):
+        damaged = payload[:at] + np.float32(luma).tobytes() + np.float32(chroma).tobytes() + payload[at + 8:]
         with pytest.raises(GFixFormatError, match="strength"):
             decode_adapter(damaged)
 
 
-def test_strength_scales_the_enhancers_change_in_every_backend(random_base_dir, tmp_path):
-    """``strength`` s makes the output x + s (f(x) - x), for a plain and a
-    residual base, in the trainable enhancer and the folded export alike;
-    it travels in the adapter."""
+def _ycbcr(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 full-range YCbCr of RGB along the last axis (an independent reference)."""
+    matrix = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+    return rgb @ matrix.T
+
+
+def test_strengths_scale_the_enhancers_luma_and_chroma_change_in_every_backend(random_base_dir, tmp_path):
+    """Strengths (l, c) scale the Y of the change f(x) - x by l and its Cb, Cr by
+    c (checked in YCbCr), for a plain and a residual base, in the trainable
+    enhancer and the folded export alike; equal strengths s give x + s (f(x) - x);
+    both travel in the adapter."""
     import shutil
 
     from gfix_sdk.enhance.base import OutputWiring, save_gfix_extras
@@ -517,20 +523,27 @@ def test_strength_scales_the_enhancers_change_in_every_backend(random_base_dir, 
         with torch.no_grad():
             full = enhancer(x)
             enhancer.strength.fill_(0.375)
+            torch.testing.assert_close(enhancer(x), x + 0.375 * (full - x), rtol=0, atol=1e-6)
+            enhancer.strength.copy_(torch.tensor([0.25, 0.75]))
             scaled = enhancer(x)
-            torch.testing.assert_close(scaled, x + 0.375 * (full - x), rtol=0, atol=1e-6)
             torch.testing.assert_close(FoldedEnhancer(enhancer)(x), scaled.clamp(0, 1), rtol=0, atol=1e-5)
+        change = _ycbcr((full - x).permute(0, 2, 3, 1).double().numpy())
+        got = _ycbcr((scaled - x).permute(0, 2, 3, 1).double().numpy())
+        np.testing.assert_allclose(got[..., 0], 0.25 * change[..., 0], atol=1e-5)
+        np.testing.assert_allclose(got[..., 1:], 0.75 * change[..., 1:], atol=1e-5)
         fresh = Enhancer(load_base(base_dir), SMALL)
         apply_adapter(fresh, decode_adapter(encode_adapter(enhancer, {g: 2**-9 for g in GROUPS}, digest)),
                       digest)
-        assert float(fresh.strength) == 0.375
+        assert fresh.strength.tolist() == [0.25, 0.75]
 
 
-def test_choose_strength_keeps_the_fidelity_bound():
-    """The encoder's fidelity control picks the strongest multiple of 1/8 that
-    keeps the mean PSNR within the bound (checked against a brute-force scan
-    with an independent PSNR), 1 when enhancement costs nothing, 0 when even 1/8 is too much."""
-    from gfix_sdk.enhance.pipeline import STRENGTHS, choose_strength
+def test_candidate_strengths_keep_the_fidelity_bounds():
+    """For each luma strength the encoder takes the strongest chroma strength
+    (multiples of 1/8) keeping the mean-PSNR floor, and keeps the pair only if
+    it keeps the VMAF floor too (here a stand-in score on luma, as VMAF reads
+    luma only); checked against a brute-force scan with an independent PSNR.
+    A perfect enhancer keeps (1, 1); one that ruins frames has no candidate."""
+    from gfix_sdk.enhance.pipeline import STRENGTHS, FidelityBounds, candidate_strengths
 
     gen = np.random.default_rng(0)
     originals = gen.integers(40, 216, (3, 24, 32, 3)).astype(np.uint8)
@@ -541,14 +554,37 @@ def test_choose_strength_keeps_the_fidelity_bound():
         mse = [np.mean((f.astype(float) - o.astype(float)) ** 2) for f, o in zip(a, originals)]
         return float(np.mean([10 * np.log10(255**2 / m) for m in mse]))
 
-    for bound in (0.25, 0.5, 1.0, 2.0):
-        chosen = choose_strength(originals, rendered, enhanced, bound)
-        scaled = {s: np.clip(np.round(rendered + s * (enhanced.astype(np.float32) - rendered)), 0, 255) for s in STRENGTHS}
-        ok = [s for s in STRENGTHS if psnr(scaled[s]) >= psnr(rendered) - bound]
-        assert chosen == (max(ok) if ok else 0.0)
-    assert 0 < choose_strength(originals, rendered, enhanced, 0.5) < 1  # this case needs scaling
-    assert choose_strength(originals, rendered, originals, 0.0) == 1.0  # a perfect enhancer is not scaled
-    assert choose_strength(originals, rendered, 255 - rendered, 0.01) == 0.0
+    def luma_score(a):  # stand-in for VMAF: higher is better, luma only
+        return -float(np.mean((_ycbcr(a.astype(float))[..., 0] - _ycbcr(originals.astype(float))[..., 0]) ** 2))
+
+    def scaled(luma, chroma):
+        change = _ycbcr(enhanced.astype(float) - rendered.astype(float))
+        change[..., 0] *= luma
+        change[..., 1:] *= chroma
+        rgb = change @ np.linalg.inv(np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5],
+                                               [0.5, -0.418688, -0.081312]])).T
+        return np.clip(np.round(rendered + rgb), 0, 255)
+
+    def bounds(psnr_drop, vmaf_drop, originals=originals, rendered=rendered):
+        vmaf_floor = None if vmaf_drop is None else luma_score(rendered) - vmaf_drop
+        return FidelityBounds(originals, psnr(rendered) - psnr_drop, vmaf_floor, psnr_drop, vmaf_drop,
+                              _vmaf=luma_score)
+
+    seen = set()
+    for psnr_drop, vmaf_drop in ((0.25, None), (0.5, 0.0), (0.5, 0.5), (1.0, 2.0), (2.0, 1.0)):
+        expected = []
+        for luma in STRENGTHS:
+            chroma = next((c for c in STRENGTHS if psnr(scaled(luma, c)) >= psnr(rendered) - psnr_drop), None)
+            if chroma is None or luma == chroma == 0:
+                continue
+            if vmaf_drop is None or luma_score(scaled(luma, chroma)) >= luma_score(rendered) - vmaf_drop:
+                expected.append((luma, chroma))
+        assert candidate_strengths(rendered, enhanced, bounds(psnr_drop, vmaf_drop)) == expected
+        assert (1.0, 1.0) not in expected  # this case needs scaling
+        seen.add(len({luma for luma, _ in expected}))
+    assert len(seen) > 2  # the bounds matter: different numbers of luma strengths survive
+    assert candidate_strengths(rendered, originals, bounds(0.0, 0.0))[0] == (1.0, 1.0)
+    assert candidate_strengths(rendered, 255 - rendered, bounds(0.01, 0.0)) == []
 
 
 def test_do_no_harm_drops_an_adapter_that_hurts(random_base_dir, tmp_path):
@@ -638,14 +674,17 @@ def alex_lpips(tmp_path_factory):
 
 def test_stand_in_enhancer_makes_bundled_frames_better(tiny_base_dir, tmp_path, alex_lpips, monkeypatch):
     """The point of GFix: with the shipped stand-in and default settings, the
-    decoded enhanced frames beat the Gaussian frames on LPIPS, and PSNR drops
-    by at most 0.5 dB (the issue's bound). Fails whenever enhancement harms."""
+    decoded enhanced frames beat the Gaussian frames on LPIPS, PSNR drops by
+    at most 0.5 dB (the issue's bound) and VMAF by at most the encoder's
+    default bound (where libvmaf is installed). Fails whenever enhancement harms."""
     from gfix_sdk.bitstream.encode import encode_frames
     from gfix_sdk.enhance.pipeline import EnhanceSettings
     from gfix_sdk.enhance.train import TrainConfig
     from gfix_sdk.gaussians.sequence import PRESETS
     from gfix_sdk.io import load_bundled_clip
+    from gfix_sdk.enhance.pipeline import DEFAULT_MAX_VMAF_DROP
     from gfix_sdk.metrics import sequence_metrics
+    from gfix_sdk.metrics.vmaf import SequenceVMAF
     from gfix_sdk.runtime import Decoder
 
     monkeypatch.delenv("GFIX_BASE", raising=False)
@@ -667,3 +706,6 @@ def test_stand_in_enhancer_makes_bundled_frames_better(tiny_base_dir, tmp_path, 
     gaussian_psnr, enhanced_psnr = (sequence_metrics(frames, decoded[e])["mean_psnr"] for e in (False, True))
     assert enhanced_lpips < gaussian_lpips
     assert enhanced_psnr >= gaussian_psnr - 0.5
+    vmaf = SequenceVMAF.load()  # dev installs have imageio-ffmpeg's libvmaf
+    gaussian_vmaf, enhanced_vmaf = (vmaf(frames, decoded[e]).value for e in (False, True))
+    assert enhanced_vmaf >= gaussian_vmaf - DEFAULT_MAX_VMAF_DROP

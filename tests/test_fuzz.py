@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from gfix_sdk.bitstream import GFixReader, GFixWriter, SectionType, StreamHeader
 from gfix_sdk.bitstream.fuzz import ByteMutator, Container, Mutator
-from gfix_sdk.coding import ByteReader, ByteWriter, decode_symbols, encode_symbols
+from gfix_sdk.coding import ByteReader, ByteWriter, decode_symbols, encode_symbols, skip_symbols
 from gfix_sdk.coding.symbols import MAX_ABS_SYMBOL
 from gfix_sdk.enhance.adapter import decode_adapter
 from gfix_sdk.errors import GFixError, GFixFormatError, ResourceLimitError
@@ -50,7 +50,9 @@ def test_seeds_decode_and_reassemble_byte_for_byte(seeds, tmp_path):
         path.write_bytes(data)
         with Decoder.open(path, enhance=False) as dec:
             assert sum(1 for _ in dec.frames()) == len(dec) > 0
-    assert decode_adapter(seed_adapter_payload()).values["unet"].shape == (300,)
+    coded = decode_adapter(seed_adapter_payload())  # the encoder's writer, on a small configuration
+    assert (coded.config.unet_targets, coded.strengths) == (("conv_in", "conv_out"), (0.75, 0.5))
+    assert coded.group_values("unet", 300).shape == (300,)
 
 
 def test_mutated_files_reach_the_frame_decoder(seeds, tmp_path):
@@ -158,6 +160,9 @@ def test_symbol_coder_round_trip(values):
     reader = ByteReader(data)
     np.testing.assert_array_equal(decode_symbols(reader, len(values)), values)
     reader.expect_end()
+    skipped = ByteReader(data)  # skipping passes over exactly the same bytes
+    skip_symbols(skipped, len(values))
+    skipped.expect_end()
 
 
 @PROPERTY
@@ -270,3 +275,72 @@ def test_crafted_header_crc_still_guards_the_limit_check(seeds, tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(GFixFormatError, match="CRC mismatch"):
         Decoder.open(path, enhance=False)
+
+
+def _declaring(payload: bytes, group: str, count: int) -> bytes:
+    """``payload`` (whose ``group`` holds one value, coded as a constant) with
+    that group's count varint changed to ``count``: a crafted file that asks
+    the decoder for ``count`` values of a 2-byte coding."""
+    at = decode_adapter(payload).coded[group][1] - 1  # the count is the varint right before the coding
+    assert payload[at] == 1
+    writer = ByteWriter()
+    writer.varint(count)
+    return payload[:at] + writer.getvalue() + payload[at + 1:]
+
+
+def test_a_crafted_adapter_count_is_refused_before_decoding(tmp_path):
+    """A ~100-byte ENHANCER payload declaring 2**28 U-Net values (2 GiB as
+    int64, once allocated by the parser) is refused, naming the group, before
+    any value is decoded: the count is compared with what the base's layers
+    need, through the decoder's own path."""
+    from gfix_sdk.enhance.adapter import quantize_groups, write_adapter
+    from gfix_sdk.enhance.base import base_hash, load_base
+    from gfix_sdk.enhance.model import GROUPS, AdapterConfig, Enhancer
+    from gfix_sdk.enhance.tiny import SHIPPED
+    from gfix_sdk.runtime import factors as fc
+
+    config = AdapterConfig(patch=32, overlap=8)
+    base = load_base(SHIPPED)
+    digest = base_hash(base)
+    enhancer = Enhancer(base, config)
+    steps = dict.fromkeys(GROUPS, 1e-3)
+    values = quantize_groups(enhancer, steps)
+    need = {group: len(v) for group, v in values.items()}
+    values["unet"] = np.zeros(1, dtype=np.int64)
+    payload = _declaring(write_adapter(enhancer.config, values, steps, digest, t=199.0, strengths=(1.0, 1.0)),
+                         "unet", 1 << 28)
+    assert len(payload) < 200 and need["unet"] < 1 << 20
+
+    tracemalloc.start()
+    start = time.perf_counter()
+    coded = decode_adapter(payload, context="crafted: ENHANCER")  # parses; decodes nothing
+    assert coded.counts["unet"] == 1 << 28
+    with pytest.raises(GFixFormatError, match=rf"crafted: ENHANCER: group unet holds {1 << 28} values "
+                                              rf"but this base model's mlora layers need {need['unet']}"):
+        coded.group_values("unet", need["unet"])
+    elapsed = time.perf_counter() - start
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert elapsed < 1.0 and peak < 1 << 20
+
+    # The decoder's paths: the full rebuild (a Decoder with the PyTorch backend)
+    # and the lean runtime's fold (cached factors, no Enhancer).
+    path = tmp_path / "crafted.gfix"
+    header = StreamHeader(width=32, height=32, fps_num=25, fps_den=1, frame_count=0)
+    with GFixWriter(path, header) as writer:
+        writer.write_section(SectionType.STREAM_INFO, encode_stream_info(QuantSpec(), gaussians=1, gop=1,
+                                                                         encoder="t"))
+        writer.write_section(SectionType.ENHANCER, payload)
+    tracemalloc.start()
+    start = time.perf_counter()
+    with pytest.raises(GFixFormatError, match=rf"crafted.gfix: ENHANCER: group unet holds {1 << 28} values"):
+        Decoder.open(path, base=SHIPPED, backend="torch")
+    elapsed = time.perf_counter() - start
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 50 << 20, peak  # loading the stand-in base included
+    factors = fc.load_factor_set(digest, config)  # cached by the open above
+    with pytest.raises(GFixFormatError, match="group unet holds"):
+        fc.fold_weights(coded, factors, SHIPPED)
+    print(f"\ncrafted {len(payload)}-byte adapter: Decoder.open refused it in {elapsed:.2f} s, "
+          f"traced peak {peak / 2**20:.1f} MiB")

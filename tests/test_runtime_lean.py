@@ -10,13 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from gfix_sdk.bitstream import GFixReader, SectionType
-from gfix_sdk.bitstream.writer import GFixWriter
+from gfix_sdk.bitstream.writer import copy_with_enhancer
 from gfix_sdk.enhance.adapter import BaseMismatchError, decode_adapter, encode_adapter
-from gfix_sdk.enhance.base import base_hash, load_base
+from gfix_sdk.enhance.base import load_base
 from gfix_sdk.enhance.mlora import low_rank_factors
 from gfix_sdk.enhance.model import AdapterConfig, Enhancer
-from gfix_sdk.enhance.tiny import install_tiny_base
 from gfix_sdk.export import FoldedEnhancer, initializer_names, weights_layout
 from gfix_sdk.runtime import backends
 from gfix_sdk.runtime import factors as fc
@@ -26,36 +24,26 @@ CONFIG = AdapterConfig(patch=32, overlap=8)
 
 
 @pytest.fixture(scope="module")
-def base_dir(tmp_path_factory):
-    return install_tiny_base(tmp_path_factory.mktemp("tiny_lean"))
-
-
-@pytest.fixture(scope="module")
-def digest(base_dir):
-    return base_hash(load_base(base_dir))
-
-
-@pytest.fixture(scope="module")
-def fresh(base_dir):
+def fresh(tiny_base_dir):
     """A base-built Enhancer (fresh SVDs), never given cached factors."""
-    return Enhancer(load_base(base_dir), CONFIG)
+    return Enhancer(load_base(tiny_base_dir), CONFIG)
 
 
-def make_payload(base_dir, digest, seed, enhancer=None):
+def make_payload(tiny_base_dir, tiny_base_hash, seed, enhancer=None):
     """An adapter payload with small random values (what training would send)."""
-    enhancer = enhancer or Enhancer(load_base(base_dir), CONFIG)
+    enhancer = enhancer or Enhancer(load_base(tiny_base_dir), CONFIG)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for tensors in enhancer.groups().values():
             for t in tensors:
                 t.copy_(torch.randn(t.shape, generator=gen) * 0.01)
         enhancer.t.fill_(150.0 + seed)
-    return encode_adapter(enhancer, {g: 1e-3 for g in enhancer.groups()}, digest)
+    return encode_adapter(enhancer, {g: 1e-3 for g in enhancer.groups()}, tiny_base_hash)
 
 
 @pytest.fixture(scope="module")
-def payloads(base_dir, digest):
-    return [make_payload(base_dir, digest, seed) for seed in (1, 2, 3)]
+def payloads(tiny_base_dir, tiny_base_hash):
+    return [make_payload(tiny_base_dir, tiny_base_hash, seed) for seed in (1, 2, 3)]
 
 
 @pytest.fixture(scope="module")
@@ -70,16 +58,7 @@ def videos(payloads, tmp_path_factory):
     plain = folder / "plain.gfix"
     encode_frames(frames, plain, width=64, height=48, fps=info.fps,
                   config=SequenceConfig(gaussians=60, key_iterations=10, p_iterations=5), progress=False)
-    paths = []
-    for i, payload in enumerate(payloads):
-        path = folder / f"v{i}.gfix"
-        with GFixReader(plain) as r, GFixWriter(path, r.header) as w:
-            w.write_section(SectionType.STREAM_INFO, r.stream_info())
-            for j in range(r.header.frame_count):
-                w.write_frame(r.frame_payload(j), key=r.frame_is_key(j))
-            w.write_section(SectionType.ENHANCER, payload)
-        paths.append(path)
-    return paths
+    return [copy_with_enhancer(plain, folder / f"v{i}.gfix", payload) for i, payload in enumerate(payloads)]
 
 
 @pytest.fixture
@@ -91,14 +70,14 @@ def cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def first_video_cache(base_dir, payloads, tmp_path_factory):
+def first_video_cache(tiny_base_dir, payloads, tmp_path_factory):
     """A cache after the first video on the base was opened with onnxruntime
     (the full path: base hash recorded, factors cached, template exported)."""
     root = tmp_path_factory.mktemp("first_video_cache")
     saved = os.environ.get("GFIX_CACHE")
     os.environ["GFIX_CACHE"] = str(root)
     try:
-        backend, _ = backends.open_backend("onnxruntime", payloads[0], base_dir, torch.device("cpu"))
+        backend, _ = backends.open_backend("onnxruntime", payloads[0], tiny_base_dir, torch.device("cpu"))
     finally:
         if saved is None:
             del os.environ["GFIX_CACHE"]
@@ -128,13 +107,13 @@ def _no_full_path(monkeypatch):
 
 
 # --------------------------------------------------------------------------- factor cache
-def test_cached_factors_equal_freshly_computed_ones_bit_for_bit(base_dir, digest, fresh, tmp_path):
-    base = load_base(base_dir)
-    built = fc.build_factor_set(base, digest, CONFIG)
+def test_cached_factors_equal_freshly_computed_ones_bit_for_bit(tiny_base_dir, tiny_base_hash, fresh, tmp_path):
+    base = load_base(tiny_base_dir)
+    built = fc.build_factor_set(base, tiny_base_hash, CONFIG)
     assert built.lean  # the stand-in's safetensors hold exactly the modules' weights
-    path = fc.save_factor_set(built, fc.factor_path(digest, CONFIG, tmp_path))
-    assert path.name.startswith(digest.hex()) and [p.name for p in path.parent.iterdir()] == [path.name]
-    loaded = fc.load_factor_set(digest, CONFIG, tmp_path)
+    path = fc.save_factor_set(built, fc.factor_path(tiny_base_hash, CONFIG, tmp_path))
+    assert path.name.startswith(tiny_base_hash.hex()) and [p.name for p in path.parent.iterdir()] == [path.name]
+    loaded = fc.load_factor_set(tiny_base_hash, CONFIG, tmp_path)
     assert loaded is not None and loaded.layers == built.layers and loaded.lean
     layers = {("unet", n): m for n, m in fresh.unet_layers.items()}
     layers |= {("vae", n): m for n, m in fresh.vae_layers.items()}
@@ -152,28 +131,28 @@ def test_cached_factors_equal_freshly_computed_ones_bit_for_bit(base_dir, digest
     assert all(torch.equal(w, s.init) for w, s in zip(loaded.skips, fresh.skips, strict=True))
 
 
-def test_an_enhancer_from_cached_factors_is_the_same_model(base_dir, digest, fresh, payloads, tmp_path):
+def test_an_enhancer_from_cached_factors_is_the_same_model(tiny_base_dir, tiny_base_hash, fresh, payloads, tmp_path):
     from gfix_sdk.enhance.adapter import apply_adapter
 
-    base = load_base(base_dir)
-    factors = fc.factor_set_for(base, digest, CONFIG, tmp_path)
+    base = load_base(tiny_base_dir)
+    factors = fc.factor_set_for(base, tiny_base_hash, CONFIG, tmp_path)
     cached = Enhancer(base, CONFIG, factors=factors)
     coded = decode_adapter(payloads[0])
-    apply_adapter(cached, coded, digest)
-    reference = Enhancer(load_base(base_dir), CONFIG)
-    apply_adapter(reference, coded, digest)
+    apply_adapter(cached, coded, tiny_base_hash)
+    reference = Enhancer(load_base(tiny_base_dir), CONFIG)
+    apply_adapter(reference, coded, tiny_base_hash)
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(cached.eval()(x), reference.eval()(x))
     other = AdapterConfig(patch=32, unet_rank=4)
     with pytest.raises(ValueError, match="another adapter configuration"):
-        Enhancer(load_base(base_dir), other, factors=factors)
+        Enhancer(load_base(tiny_base_dir), other, factors=factors)
 
 
-def test_a_damaged_or_foreign_factor_cache_is_rebuilt_not_trusted(base_dir, digest, tmp_path, monkeypatch):
-    base = load_base(base_dir)
-    path = fc.factor_path(digest, CONFIG, tmp_path)
-    built = fc.build_factor_set(base, digest, CONFIG)
+def test_a_damaged_or_foreign_factor_cache_is_rebuilt_not_trusted(tiny_base_dir, tiny_base_hash, tmp_path, monkeypatch):
+    base = load_base(tiny_base_dir)
+    path = fc.factor_path(tiny_base_hash, CONFIG, tmp_path)
+    built = fc.build_factor_set(base, tiny_base_hash, CONFIG)
     good = fc.save_factor_set(built, path).read_bytes()
     calls = []
     real_build = fc.build_factor_set
@@ -181,10 +160,10 @@ def test_a_damaged_or_foreign_factor_cache_is_rebuilt_not_trusted(base_dir, dige
 
     def damaged(data: bytes) -> bool:
         path.write_bytes(data)
-        ok = fc.load_factor_set(digest, CONFIG, tmp_path) is None
-        fc.factor_set_for(base, digest, CONFIG, tmp_path)  # rebuilds and rewrites it
+        ok = fc.load_factor_set(tiny_base_hash, CONFIG, tmp_path) is None
+        fc.factor_set_for(base, tiny_base_hash, CONFIG, tmp_path)  # rebuilds and rewrites it
         # (the bytes may differ: safetensors writes the metadata keys in any order)
-        again = fc.load_factor_set(digest, CONFIG, tmp_path)
+        again = fc.load_factor_set(tiny_base_hash, CONFIG, tmp_path)
         tensors = again.tensors() if again is not None else {}
         return ok and tensors.keys() == built.tensors().keys() and all(
             torch.equal(v, tensors[k]) for k, v in built.tensors().items())
@@ -198,16 +177,16 @@ def test_a_damaged_or_foreign_factor_cache_is_rebuilt_not_trusted(base_dir, dige
     other.write_bytes(good)
     assert fc.load_factor_set(b"\x07" * 32, CONFIG, tmp_path) is None
     # Another configuration's name.
-    fc.factor_path(digest, AdapterConfig(patch=32, vae_rank=4), tmp_path).write_bytes(good)
-    assert fc.load_factor_set(digest, AdapterConfig(patch=32, vae_rank=4), tmp_path) is None
-    assert fc.load_factor_set(digest, CONFIG, tmp_path) is not None
+    fc.factor_path(tiny_base_hash, AdapterConfig(patch=32, vae_rank=4), tmp_path).write_bytes(good)
+    assert fc.load_factor_set(tiny_base_hash, AdapterConfig(patch=32, vae_rank=4), tmp_path) is None
+    assert fc.load_factor_set(tiny_base_hash, CONFIG, tmp_path) is not None
 
 
-def test_factor_cache_writes_are_atomic(base_dir, digest, tmp_path, monkeypatch):
+def test_factor_cache_writes_are_atomic(tiny_base_dir, tiny_base_hash, tmp_path, monkeypatch):
     import safetensors.torch
 
-    factors = fc.build_factor_set(load_base(base_dir), digest, CONFIG)
-    path = fc.factor_path(digest, CONFIG, tmp_path)
+    factors = fc.build_factor_set(load_base(tiny_base_dir), tiny_base_hash, CONFIG)
+    path = fc.factor_path(tiny_base_hash, CONFIG, tmp_path)
     fc.save_factor_set(factors, path)
     before = path.read_bytes()
 
@@ -223,11 +202,11 @@ def test_factor_cache_writes_are_atomic(base_dir, digest, tmp_path, monkeypatch)
 
 
 # --------------------------------------------------------------------------- base identity
-def test_base_hash_record_goes_stale_when_a_file_changes(base_dir, tmp_path):
+def test_base_hash_record_goes_stale_when_a_file_changes(tiny_base_dir, tmp_path):
     import shutil
 
     copy = tmp_path / "base"
-    shutil.copytree(base_dir, copy)
+    shutil.copytree(tiny_base_dir, copy)
     assert fc.known_base_hash(copy, tmp_path) is None
     fc.remember_base_hash(copy, b"\x01" * 32, tmp_path)
     assert fc.known_base_hash(copy, tmp_path) == b"\x01" * 32
@@ -241,23 +220,23 @@ def test_base_hash_record_goes_stale_when_a_file_changes(base_dir, tmp_path):
 
 
 # --------------------------------------------------------------------------- lean decoding
-def test_lean_onnxruntime_equals_the_full_path(base_dir, digest, payloads, warm, monkeypatch):
+def test_lean_onnxruntime_equals_the_full_path(tiny_base_dir, tiny_base_hash, payloads, warm, monkeypatch):
     from gfix_sdk.enhance.pipeline import load_enhancer
 
     cpu = torch.device("cpu")
-    first, coded = backends.open_backend("onnxruntime", payloads[0], base_dir, cpu)  # its export, cached
+    first, coded = backends.open_backend("onnxruntime", payloads[0], tiny_base_dir, cpu)  # its export, cached
     assert coded.config.patch == 32
     x = torch.rand(3, 3, 32, 24, generator=torch.Generator().manual_seed(5))
     with monkeypatch.context() as m:
         _no_full_path(m)
-        lean, coded2 = backends.open_backend("onnxruntime", payloads[1], base_dir, cpu)
+        lean, coded2 = backends.open_backend("onnxruntime", payloads[1], tiny_base_dir, cpu)
     lean_out = lean(x)
     # The same weights as Enhancer -> FoldedEnhancer ...
-    enhancer, _ = load_enhancer(payloads[1], base_dir, "cpu")
+    enhancer, _ = load_enhancer(payloads[1], tiny_base_dir, "cpu")
     with torch.no_grad():
         expected = enhancer(x).clamp(0, 1)
     reference = FoldedEnhancer(enhancer).folded_weights()  # a copy: `enhancer` is exported below
-    weights = fc.fold_weights(coded2, fc.load_factor_set(digest, coded2.config), base_dir)
+    weights = fc.fold_weights(coded2, fc.load_factor_set(tiny_base_hash, coded2.config), tiny_base_dir)
     assert weights.keys() == reference.keys() and weights_layout(weights) == weights_layout(reference)
     for name, value in reference.items():
         assert value.dtype == weights[name].dtype and value.shape == weights[name].shape, name
@@ -268,7 +247,7 @@ def test_lean_onnxruntime_equals_the_full_path(base_dir, digest, payloads, warm,
     import shutil
 
     shutil.rmtree(full_path.parent)
-    path, _ = backends.export_for(enhancer, payloads[1], digest, max_batch=8)  # the full path's refit
+    path, _ = backends.export_for(enhancer, payloads[1], tiny_base_hash, max_batch=8)  # the full path's refit
     full = backends.OnnxRuntimeBackend(path, cpu, max_batch=8)
     assert (lean_out - full(x)).abs().max() <= 1e-6
     assert (lean_out - expected).abs().max() <= 1e-5
@@ -276,10 +255,10 @@ def test_lean_onnxruntime_equals_the_full_path(base_dir, digest, payloads, warm,
     assert len(lean_file) == len(path.read_bytes())  # the same graph (both refits of the template)
 
 
-def test_a_second_video_opens_without_diffusers_transformers_or_enhancer(base_dir, videos, cache):
+def test_a_second_video_opens_without_diffusers_transformers_or_enhancer(tiny_base_dir, videos, cache):
     from gfix_sdk.runtime import Decoder
 
-    with Decoder.open(videos[0], base=base_dir, backend="onnxruntime") as dec:  # first video: full path
+    with Decoder.open(videos[0], base=tiny_base_dir, backend="onnxruntime") as dec:  # first video: full path
         first = dec[0]
     script = (
         "import json, sys, time\n"
@@ -298,23 +277,23 @@ def test_a_second_video_opens_without_diffusers_transformers_or_enhancer(base_di
     out = cache.parent / "frame.raw"
     env = {**os.environ, "GFIX_CACHE": str(cache)}
     for video in videos[1:]:
-        result = subprocess.run([sys.executable, "-c", script, str(video), str(base_dir), str(out)],
+        result = subprocess.run([sys.executable, "-c", script, str(video), str(tiny_base_dir), str(out)],
                                 capture_output=True, text=True, env=env, timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
         report = json.loads(result.stdout.strip().splitlines()[-1])
         assert report["backend"] == "onnxruntime" and report["heavy"] == [], report
         frame = np.fromfile(out, dtype=np.uint8).reshape(first.shape)
-        with Decoder.open(video, base=base_dir, backend="torch") as dec:  # full path, PyTorch
+        with Decoder.open(video, base=tiny_base_dir, backend="torch") as dec:  # full path, PyTorch
             expected = dec[0]
         assert np.abs(frame.astype(int) - expected.astype(int)).max() <= 1
         assert not np.array_equal(frame, first)
 
 
-def test_the_lean_path_still_refuses_a_wrong_base(base_dir, payloads, warm, tmp_path, monkeypatch):
+def test_the_lean_path_still_refuses_a_wrong_base(tiny_base_dir, payloads, warm, tmp_path, monkeypatch):
     import shutil
 
     other = tmp_path / "other_base"
-    shutil.copytree(base_dir, other)
+    shutil.copytree(tiny_base_dir, other)
     fc.remember_base_hash(other, b"\x02" * 32)  # as if another base had been loaded from there
     _no_full_path(monkeypatch)
     for payload in payloads[:2]:  # the exported video and a new one
@@ -322,20 +301,21 @@ def test_the_lean_path_still_refuses_a_wrong_base(base_dir, payloads, warm, tmp_
             backends.open_backend("onnxruntime", payload, other, torch.device("cpu"))
 
 
-def test_a_corrupted_factor_cache_falls_back_to_the_full_path(base_dir, digest, payloads, warm):
+def test_a_corrupted_factor_cache_falls_back_to_the_full_path(tiny_base_dir, tiny_base_hash, payloads, warm):
     cpu = torch.device("cpu")
-    path = fc.factor_path(digest, CONFIG)
+    path = fc.factor_path(tiny_base_hash, CONFIG)
     # Copies: loaded tensors map the file, which is about to be damaged in place.
-    good = {k: v.clone() for k, v in fc.load_factor_set(digest, CONFIG).tensors().items()}
+    good = {k: v.clone() for k, v in fc.load_factor_set(tiny_base_hash, CONFIG).tensors().items()}
     path.write_bytes(path.read_bytes()[:100])
-    backend, _ = backends.open_backend("onnxruntime", payloads[1], base_dir, cpu)  # full path, rebuilds the cache
-    rebuilt = fc.load_factor_set(digest, CONFIG).tensors()
+    backend, _ = backends.open_backend("onnxruntime", payloads[1], tiny_base_dir, cpu)  # full path, rebuilds the cache
+    rebuilt = fc.load_factor_set(tiny_base_hash, CONFIG).tensors()
     assert rebuilt.keys() == good.keys() and all(torch.equal(v, rebuilt[k]) for k, v in good.items())
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     assert backend(x).shape == x.shape
 
 
-def test_lean_tensorrt_refits_the_template_with_this_videos_weights(base_dir, digest, payloads, warm, monkeypatch):
+def test_lean_tensorrt_refits_the_template_with_this_videos_weights(tiny_base_dir, tiny_base_hash, payloads, warm,
+                                                                    monkeypatch):
     calls = []
 
     class FakeTensorRT:
@@ -346,21 +326,21 @@ def test_lean_tensorrt_refits_the_template_with_this_videos_weights(base_dir, di
 
     monkeypatch.setattr(backends, "TensorRTBackend", FakeTensorRT)
     _no_full_path(monkeypatch)
-    backend, coded = backends.open_backend("tensorrt", payloads[1], base_dir, torch.device("cpu"))
+    backend, coded = backends.open_backend("tensorrt", payloads[1], tiny_base_dir, torch.device("cpu"))
     assert isinstance(backend, FakeTensorRT) and len(calls) == 1
     template, weights, base_hash_, patch, max_batch = calls[0]
-    assert base_hash_ == digest and patch == 32 and max_batch == 8
+    assert base_hash_ == tiny_base_hash and patch == 32 and max_batch == 8
     assert set(weights) <= initializer_names(template)
     assert not backends.onnx_path_for(payloads[1], 32, 8).exists()  # no per-video graph for TensorRT
     record = json.loads(next((warm / "bases").iterdir()).read_text())
-    assert record["hash"] == digest.hex()
+    assert record["hash"] == tiny_base_hash.hex()
 
 
-def test_torch_backend_folds_once_and_matches_the_adapted_model(base_dir, digest, payloads):
+def test_torch_backend_folds_once_and_matches_the_adapted_model(tiny_base_dir, tiny_base_hash, payloads):
     from gfix_sdk.enhance.adapter import apply_adapter
 
-    enhancer = Enhancer(load_base(base_dir), CONFIG)
-    apply_adapter(enhancer, decode_adapter(payloads[2]), digest)
+    enhancer = Enhancer(load_base(tiny_base_dir), CONFIG)
+    apply_adapter(enhancer, decode_adapter(payloads[2]), tiny_base_hash)
     enhancer.eval()
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():

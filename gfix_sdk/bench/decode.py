@@ -63,8 +63,8 @@ print(json.dumps({'import_s': imported - start, 'open_s': opened - imported, 'he
 def second_video(path: Path, base: str, out: Path) -> Path:
     """``path`` with another adapter (its values nudged, re-coded on the same
     steps): a second video on the same base, as far as the decoder can tell."""
-    from gfix_sdk.bitstream import GFixReader, SectionType
-    from gfix_sdk.bitstream.writer import GFixWriter
+    from gfix_sdk.bitstream import GFixReader
+    from gfix_sdk.bitstream.writer import copy_with_enhancer
     from gfix_sdk.enhance.adapter import encode_adapter
     from gfix_sdk.enhance.pipeline import load_enhancer
 
@@ -76,12 +76,7 @@ def second_video(path: Path, base: str, out: Path) -> Path:
                 for t in tensors:
                     t.add_(torch.randn(t.shape, generator=gen) * 2 * coded.steps[group])
         payload = encode_adapter(enhancer, coded.steps, coded.base_hash)
-        with GFixWriter(out, reader.header) as writer:
-            writer.write_section(SectionType.STREAM_INFO, reader.stream_info())
-            for i in range(reader.header.frame_count):
-                writer.write_frame(reader.frame_payload(i), key=reader.frame_is_key(i))
-            writer.write_section(SectionType.ENHANCER, payload)
-    return out
+    return copy_with_enhancer(path, out, payload)
 
 
 def open_in_fresh_process(path: Path, base: str, device: torch.device, backend: str) -> dict[str, Any]:

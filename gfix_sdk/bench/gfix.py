@@ -131,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                "kbps": 8 * size / (len(frames) / info.fps) / 1000,
                                "adapter_bytes": report.enhancer_bytes if enhance else 0,
                                "kept": decision.kept if enhance else None,
+                               "strengths": [decision.luma_strength, decision.chroma_strength] if enhance else None,
                                "t": float(report.training.history[-1]["t"]) if enhance else None,
                                **_scores(frames, decoded, info.fps, lpips, vmaf)})
             print(f"N={n}: {decision.reason} ({time.perf_counter() - start:.0f} s)", flush=True)

@@ -275,3 +275,18 @@ class GFixWriter:
             self.abort()
             raise
         self._offset += len(head) + length + 4
+
+
+def copy_with_enhancer(source: str | os.PathLike[str], target: str | os.PathLike[str], payload: bytes) -> Path:
+    """Write ``target``: the ``.gfix`` file ``source`` (header, STREAM_INFO and
+    frames) with ``payload`` as its ENHANCER section -- another video on the
+    same Gaussian frames, as far as a decoder can tell (for tests and
+    benchmarks of the enhancer's caches)."""
+    from gfix_sdk.bitstream.reader import GFixReader
+
+    with GFixReader(source) as reader, GFixWriter(target, reader.header) as writer:
+        writer.write_section(SectionType.STREAM_INFO, reader.stream_info())
+        for i in range(reader.header.frame_count):
+            writer.write_frame(reader.frame_payload(i), key=reader.frame_is_key(i))
+        writer.write_section(SectionType.ENHANCER, payload)
+    return Path(target)

@@ -27,6 +27,7 @@ its fixed-point model deterministically (``Categorical(..., perfect=False)``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from enum import IntEnum
 
 import constriction
@@ -279,23 +280,43 @@ def decode_symbols(reader: ByteReader, count: int, field: str = "symbols", *,
         GFixFormatError: the data is not a valid coding of ``count`` values
             (the message names ``field`` and the byte offset).
     """
+    return _read_coding(reader, count, field, _histograms)()
+
+
+def skip_symbols(reader: ByteReader, count: int, field: str = "symbols") -> None:
+    """Move ``reader`` past the coding of ``count`` values without decoding them:
+    the model and its parameters are read and checked, the coded words are
+    not decoded, and nothing of the size of ``count`` is allocated. For
+    containers that learn how many values there must be only later
+    (:func:`~gfix_sdk.enhance.adapter.decode_adapter`); decode the bytes
+    passed over with :func:`decode_symbols` then.
+
+    Raises:
+        GFixFormatError: the model or its parameters are malformed, or the data is truncated.
+    """
+    _read_coding(reader, count, field, True)
+
+
+def _read_coding(reader: ByteReader, count: int, field: str, histograms: bool) -> Callable[[], np.ndarray]:
+    """Read the coding of ``count`` values (the model, its parameters and the
+    coded data) and return the step that decodes them."""
     try:
         model = Model(reader.u8(f"{field} model"))
     except ValueError:
         raise reader.error(f"{field}: unknown entropy model") from None
-    if not _histograms and model in (Model.EMPIRICAL, Model.LOG_HISTOGRAM):
+    if not histograms and model in (Model.EMPIRICAL, Model.LOG_HISTOGRAM):
         # The encoder never codes a histogram with a histogram model; allowing
         # it would let a crafted file nest them until Python's stack overflows.
         raise reader.error(f"{field}: a histogram coded with a histogram model")
     lo = reader.svarint(f"{field} minimum", bound=MAX_ABS_SYMBOL)
     if model is Model.CONSTANT:
-        return np.full(count, lo, dtype=np.int64)
+        return lambda: np.full(count, lo, dtype=np.int64)
     if model is Model.RAW:
         bits = reader.u8(f"{field} bit width")
         if not 1 <= bits <= 32:
             raise reader.error(f"{field}: bit width {bits} out of range")
         data = reader.raw((count * bits + 7) // 8, f"{field} packed bits")
-        return _unpack_bits(data, count, bits) + lo
+        return lambda: _unpack_bits(data, count, bits) + lo
     if model is Model.LOG_HISTOGRAM:
         size = reader.varint(f"{field} alphabet size", maximum=MAX_ALPHABET)
         if size < 1:
@@ -307,10 +328,14 @@ def decode_symbols(reader: ByteReader, count: int, field: str = "symbols", *,
         if not table.any():
             raise reader.error(f"{field}: empty histogram")
         words = reader.u32_array(f"{field} words")
-        symbols = _ans_decode(words, table, count, reader)
-        if count and table[symbols].min() == 0:
-            raise reader.error(f"{field}: symbol outside the histogram (corrupted)")
-        return symbols + lo
+
+        def decode_log_histogram() -> np.ndarray:
+            symbols = _ans_decode(words, table, count, reader)
+            if count and table[symbols].min() == 0:
+                raise reader.error(f"{field}: symbol outside the histogram (corrupted)")
+            return symbols + lo
+
+        return decode_log_histogram
     if model is Model.EMPIRICAL:
         size = reader.varint(f"{field} alphabet size", maximum=MAX_ALPHABET)
         if size < 1:
@@ -319,7 +344,7 @@ def decode_symbols(reader: ByteReader, count: int, field: str = "symbols", *,
         if counts.sum() != count:
             raise reader.error(f"{field}: histogram holds {counts.sum()} symbols, expected {count}")
         words = reader.u32_array(f"{field} words")
-        return _ans_decode(words, counts, count, reader) + lo
+        return lambda: _ans_decode(words, counts, count, reader) + lo
     # LAPLACE and LAPLACE_MIX
     span = reader.varint(f"{field} alphabet span", maximum=MAX_ALPHABET - 1)
     center = reader.svarint(f"{field} centre", bound=MAX_ALPHABET)
@@ -332,7 +357,7 @@ def decode_symbols(reader: ByteReader, count: int, field: str = "symbols", *,
         table = laplace_mixture_table(center, ratios[0], ratios[1], weight_q, 0, span)
     else:
         table = laplace_table(center, ratios[0], 0, span)
-    return _ans_decode(words, table, count, reader) + lo
+    return lambda: _ans_decode(words, table, count, reader) + lo
 
 
 def symbols_cost_bytes(values: np.ndarray) -> int:

@@ -1,6 +1,6 @@
 """The ENHANCER section: the coded per-video adapter.
 
-Payload (little-endian, version 2)::
+Payload (little-endian, version 4)::
 
     u8      version
     32 B    SHA-256 of the base model (see :func:`gfix_sdk.enhance.base.base_hash`)
@@ -9,8 +9,10 @@ Payload (little-endian, version 2)::
     3 x     (u8 flag, [blob]): prompt text, U-Net targets, VAE-decoder targets
             (comma-separated); flag 0 = the default (no blob follows), 1 = custom
     f32     timestep t
-    f32     strength (version 3; earlier versions: 1): scale of the change
-            the enhancer makes to a frame, chosen by the encoder
+    f32     luma strength, f32 chroma strength (version 4; version 3 has one
+            f32 for both, versions 1-2 none: 1): scales of the change the
+            enhancer makes to a frame's luma and chroma, chosen by the encoder
+            (see :func:`gfix_sdk.enhance.model.scale_change`)
     then for each group in (prompt, unet, vae, skip):
         f64     quantisation step
         varint  number of values
@@ -19,10 +21,16 @@ Payload (little-endian, version 2)::
 A group's values are its tensors flattened and concatenated in the order of
 :meth:`Enhancer.groups` (layers sorted by name), so the decoder, which
 rebuilds the same layer list from the same base and configuration, splits
-them back. Counts are checked against that rebuild before anything is set.
+them back. :func:`decode_adapter` reads the header and steps over each
+group's coded values without decoding them; they are decoded only once the
+decoder knows from that rebuild (or the lean runtime's cached layer list) how
+many there must be, and a count that differs is refused first
+(:meth:`CodedAdapter.group_values`): a crafted 100-byte payload declaring
+2**28 values costs no memory.
 
 Version 1 (no overlap field: patches did not overlap) is still read, as
-overlap 0; versions 1 and 2 (no strength field) as strength 1.
+overlap 0; versions 1 and 2 (no strength field) as strength 1; version 3 (one
+strength) as equal luma and chroma strengths.
 """
 
 from __future__ import annotations
@@ -32,13 +40,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gfix_sdk.coding import ByteReader, ByteWriter, decode_symbols, encode_symbols
+from gfix_sdk.coding import ByteReader, ByteWriter, decode_symbols, encode_symbols, skip_symbols
 from gfix_sdk.enhance.model import GROUPS, AdapterConfig, Enhancer
 from gfix_sdk.errors import GFixError, GFixFormatError
 
-ADAPTER_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
-MAX_VALUES = 1 << 28  # per group: far above SD-Turbo's largest (LoRA) adapter
+ADAPTER_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
+#: Per group: far above SD-Turbo's largest (LoRA) adapter. A format bound only: nothing is
+#: allocated by it (values are decoded once the base says how many there must be).
+MAX_VALUES = 1 << 28
 _MODES = ("mlora", "lora")
 
 
@@ -48,17 +58,46 @@ class BaseMismatchError(GFixError, ValueError):
 
 @dataclass
 class CodedAdapter:
-    """A decoded ENHANCER payload: everything needed to rebuild the adapter."""
+    """A parsed ENHANCER payload: everything needed to rebuild the adapter.
+
+    The values stay entropy-coded until :meth:`group_values` is told how many
+    a group must hold (see the module docstring)."""
 
     base_hash: bytes
     config: AdapterConfig
     t: float
     steps: dict[str, float]
-    values: dict[str, np.ndarray]  #: int64 grid indices per group
-    strength: float = 1.0  #: scale of the enhancer's change to a frame, in (0, 1]
+    counts: dict[str, int]  #: number of values each group declares
+    #: Each group's coded values: (their bytes, the offset of those bytes in the payload).
+    coded: dict[str, tuple[bytes, int]]
+    luma_strength: float = 1.0  #: scale of the enhancer's change to a frame's luma, in [0, 1]
+    chroma_strength: float = 1.0  #: scale of its change to the chroma, in [0, 1]
+    context: str = "ENHANCER"  #: what errors call the payload (e.g. the file and the section)
+
+    @property
+    def strengths(self) -> tuple[float, float]:
+        """``(luma, chroma)``, as the enhancer's ``strength`` buffer holds them."""
+        return (self.luma_strength, self.chroma_strength)
 
     def group_bytes(self) -> dict[str, int]:
-        return {g: len(encode_symbols(v)) for g, v in self.values.items()}
+        """Coded size of each group's values, in bytes."""
+        return {g: len(data) for g, (data, _) in self.coded.items()}
+
+    def group_values(self, group: str, expected: int) -> np.ndarray:
+        """The int64 grid indices of ``group``, which must hold ``expected``
+        values (what the base's layers need); raises GFixFormatError naming
+        the group, before decoding anything, when the payload declares another
+        count, and when the coded values are damaged."""
+        if self.counts[group] != expected:
+            raise GFixFormatError(
+                f"{self.context}: group {group} holds {self.counts[group]} values but this base model's "
+                f"{self.config.mode} layers need {expected}"
+            )
+        data, offset = self.coded[group]
+        reader = ByteReader(data, context=self.context, offset=offset)
+        values = decode_symbols(reader, expected, f"{group} values")
+        reader.expect_end()
+        return values
 
 
 def _config_texts(cfg: AdapterConfig) -> tuple[str, str, str]:
@@ -89,7 +128,24 @@ def encode_adapter(
 ) -> bytes:
     """Code an enhancer's adapter (its current values, rounded to ``steps``).
     ``mixture_hints``: the trained rate model per group (see TrainResult)."""
-    cfg = enhancer.config
+    return write_adapter(enhancer.config, quantize_groups(enhancer, steps), steps, base_hash,
+                         t=float(enhancer.t.detach()), strengths=tuple(float(v) for v in enhancer.strength),
+                         mixture_hints=mixture_hints)
+
+
+def write_adapter(
+    cfg: AdapterConfig,
+    values: dict[str, np.ndarray],
+    steps: dict[str, float],
+    base_hash: bytes,
+    *,
+    t: float,
+    strengths: tuple[float, float],
+    mixture_hints: dict[str, tuple[float, float, float]] | None = None,
+) -> bytes:
+    """The ENHANCER payload of grid indices ``values`` per group (in
+    :data:`GROUPS` order) on ``steps``: the layout :func:`encode_adapter`
+    writes, without an :class:`Enhancer` (for the fuzzer's seed)."""
     w = ByteWriter()
     w.u8(ADAPTER_VERSION)
     w.raw(base_hash)
@@ -102,19 +158,22 @@ def encode_adapter(
         w.u8(0 if text == default else 1)
         if text != default:
             w.blob(text.encode("utf-8"))
-    w.f32(float(enhancer.t.detach()))
-    w.f32(float(enhancer.strength))
-    for group, values in quantize_groups(enhancer, steps).items():
+    w.f32(t)
+    for strength in strengths:  # luma, chroma
+        w.f32(strength)
+    for group in GROUPS:
         w.f64(steps[group])
-        w.varint(len(values))
+        w.varint(len(values[group]))
         hint = (mixture_hints[group],) if mixture_hints and group in mixture_hints else ()
-        w.raw(encode_symbols(values, mixture_hints=hint))
+        w.raw(encode_symbols(values[group], mixture_hints=hint))
     return w.getvalue()
 
 
 def decode_adapter(payload: bytes, *, context: str = "ENHANCER") -> CodedAdapter:
     """Parse an ENHANCER payload; raises GFixFormatError (prefixed with
-    ``context``, e.g. the file's name and the section) on any inconsistency."""
+    ``context``, e.g. the file's name and the section) on any inconsistency.
+    The values are not decoded here (memory stays of the payload's size);
+    :meth:`CodedAdapter.group_values` decodes a group once its count is known."""
     r = ByteReader(payload, context=context)
     version = r.u8("adapter version")
     if version not in READABLE_VERSIONS:
@@ -143,18 +202,27 @@ def decode_adapter(payload: bytes, *, context: str = "ENHANCER") -> CodedAdapter
     t = r.f32("timestep")
     if not np.isfinite(t):
         raise r.error("timestep is not finite")
-    strength = r.f32("strength") if version >= 3 else 1.0
-    if not (np.isfinite(strength) and 0.0 < strength <= 1.0):
-        raise r.error(f"strength {strength} outside (0, 1]")
-    steps, values = {}, {}
+    if version >= 4:
+        strengths = (r.f32("luma strength"), r.f32("chroma strength"))
+    else:
+        strengths = (r.f32("strength"),) * 2 if version == 3 else (1.0, 1.0)
+    for name, strength in zip(("luma", "chroma"), strengths):
+        if not (np.isfinite(strength) and 0.0 <= strength <= 1.0):
+            raise r.error(f"{name} strength {strength} outside [0, 1]")
+    if not any(strengths):
+        raise r.error("luma and chroma strengths are both 0 (an adapter that changes nothing is not written)")
+    steps, counts, coded = {}, {}, {}
     for group in GROUPS:
         steps[group] = r.f64(f"{group} step")
         if not (np.isfinite(steps[group]) and steps[group] > 0):
             raise r.error(f"{group}: invalid quantisation step {steps[group]}")
-        count = r.varint(f"{group} count", maximum=MAX_VALUES)
-        values[group] = decode_symbols(r, count, f"{group} values")
+        counts[group] = r.varint(f"{group} count", maximum=MAX_VALUES)
+        start = r.pos
+        skip_symbols(r, counts[group], f"{group} values")
+        coded[group] = (bytes(payload[start:r.pos]), start)
     r.expect_end()
-    return CodedAdapter(base_hash=base_hash, config=config, t=t, steps=steps, values=values, strength=strength)
+    return CodedAdapter(base_hash=base_hash, config=config, t=t, steps=steps, counts=counts, coded=coded,
+                        luma_strength=strengths[0], chroma_strength=strengths[1], context=context)
 
 
 def check_base_hash(coded: CodedAdapter, base_hash: bytes) -> None:
@@ -169,15 +237,10 @@ def check_base_hash(coded: CodedAdapter, base_hash: bytes) -> None:
 def dequantized(coded: CodedAdapter, group: str, sizes: list[int]) -> list[torch.Tensor]:
     """The float32 values of ``group`` split into flat tensors of ``sizes`` (the
     group's tensors in :meth:`Enhancer.groups` order); raises GFixFormatError
-    when the coded count differs. :func:`apply_adapter` and the lean runtime
-    (which rebuilds no :class:`Enhancer`) both read the values through here."""
-    values = coded.values[group]
-    expected = sum(sizes)
-    if len(values) != expected:
-        raise GFixFormatError(
-            f"ENHANCER: group {group} holds {len(values)} values but this base model's "
-            f"{coded.config.mode} layers need {expected}"
-        )
+    when the coded count differs, before decoding (:meth:`CodedAdapter.group_values`).
+    :func:`apply_adapter` and the lean runtime (which rebuilds no
+    :class:`Enhancer`) both read the values through here."""
+    values = coded.group_values(group, sum(sizes))
     flat = torch.from_numpy(values).to(torch.float32) * coded.steps[group]
     out, offset = [], 0
     for size in sizes:
@@ -196,4 +259,4 @@ def apply_adapter(enhancer: Enhancer, coded: CodedAdapter, base_hash: bytes) -> 
             for tensor, part in zip(tensors, parts):
                 tensor.copy_(part.reshape(tensor.shape))
         enhancer.t.fill_(coded.t)
-        enhancer.strength.fill_(coded.strength)
+        enhancer.strength.copy_(torch.tensor(coded.strengths))

@@ -155,6 +155,12 @@ def encode_with_skips(vae: nn.Module, x: Tensor) -> tuple[Tensor, list[Tensor]]:
 LUMA = (0.299, 0.587, 0.114)
 
 
+def luma_of(image: Tensor) -> Tensor:
+    """The BT.601 luma ``(B, 1, H, W)`` of an RGB batch ``(B, 3, H, W)``."""
+    weights = torch.tensor(LUMA, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+    return (image * weights).sum(dim=1, keepdim=True)
+
+
 def remove_luma_lowpass(correction: Tensor, sigma: float) -> Tensor:
     """``correction`` minus the Gaussian-blurred (``sigma`` pixels) luma of it,
     taken from all three channels alike (in YCbCr, only Y changes): luma keeps
@@ -163,11 +169,22 @@ def remove_luma_lowpass(correction: Tensor, sigma: float) -> Tensor:
     taps = torch.arange(-radius, radius + 1, dtype=correction.dtype, device=correction.device)
     kernel = torch.exp(-taps**2 / (2 * sigma**2))
     kernel = kernel / kernel.sum()
-    luma = (correction * torch.tensor(LUMA, dtype=correction.dtype, device=correction.device).view(1, 3, 1, 1)
-            ).sum(dim=1, keepdim=True)
+    luma = luma_of(correction)
     luma = F.pad(luma, (radius, radius, radius, radius), mode="replicate")
     luma = F.conv2d(F.conv2d(luma, kernel.view(1, 1, 1, -1)), kernel.view(1, 1, -1, 1))
     return correction - luma
+
+
+def scale_change(change: Tensor, strength: Tensor) -> Tensor:
+    """``change`` (B, 3, H, W) with its luma scaled by ``strength[0]`` and its
+    chroma by ``strength[1]``: in YCbCr (BT.601, :data:`LUMA`), Y of the result
+    is ``strength[0]`` Y of ``change`` and Cb, Cr are ``strength[1]`` times
+    theirs. The luma part is the change's Y added to all three channels alike
+    (the luma weights sum to one, the chroma rows to zero), so the split is
+    exact. Luma and chroma get their own scale because the encoder's bounds
+    see them differently: VMAF reads luma only, PSNR and LPIPS all channels."""
+    strength = strength.to(change.dtype)
+    return strength[1] * change + (strength[0] - strength[1]) * luma_of(change)
 
 
 def decode_with_skips(vae: nn.Module, z: Tensor, skips: list[Tensor], skip_convs: nn.ModuleList,
@@ -176,8 +193,9 @@ def decode_with_skips(vae: nn.Module, z: Tensor, skips: list[Tensor], skip_convs
     """VAE decode of a scaled latent, adding ``skip_convs[j](skip)`` before up
     block j; output in [0, 1]. A residual ``wiring`` adds the decoder's output
     to ``x`` (the input frame in [0, 1]) as a correction (see :class:`OutputWiring`).
-    ``strength`` (a scalar tensor) scales the change made to ``x``: the
-    encoder's fidelity control (see :func:`gfix_sdk.enhance.pipeline.choose_strength`)."""
+    ``strength`` (a ``(2,)`` tensor: luma, chroma) scales the change made to
+    ``x`` (see :func:`scale_change`): the encoder's fidelity control (see
+    :func:`gfix_sdk.enhance.pipeline.candidate_strengths`)."""
     z = z / vae.config.scaling_factor
     if getattr(vae, "post_quant_conv", None) is not None:
         z = vae.post_quant_conv(z)
@@ -188,11 +206,11 @@ def decode_with_skips(vae: nn.Module, z: Tensor, skips: list[Tensor], skip_convs
     h = decoder.conv_out(decoder.conv_act(decoder.conv_norm_out(h)))
     if not wiring.residual:
         y = (h + 1) / 2
-        return y if strength is None else x + strength.to(y.dtype) * (y - x)
+        return y if strength is None else x + scale_change(y - x, strength)
     correction = h / 2
     if wiring.luma_highpass_sigma > 0:
         correction = remove_luma_lowpass(correction, wiring.luma_highpass_sigma)
-    return x + (correction if strength is None else strength.to(correction.dtype) * correction)
+    return x + (correction if strength is None else scale_change(correction, strength))
 
 
 def single_step(vae: nn.Module, unet: nn.Module, skip_convs: nn.ModuleList, prompt: Tensor, t: Tensor,
@@ -246,9 +264,10 @@ class Enhancer(nn.Module):
         self.vae_layers = inject(self.vae.decoder, decoder_names, config.vae_rank, config.mode, vae_factors)
         self.skips = nn.ModuleList(SkipConv(w) for w in skip_weights(base))
         self.t = nn.Parameter(torch.tensor(float(config.t_init)))
-        #: Scale of the change made to the frame (1: as trained); chosen by the
-        #: encoder after training and carried by the adapter (not trained).
-        self.register_buffer("strength", torch.tensor(1.0))
+        #: Scales of the change made to the frame's luma and chroma (1: as
+        #: trained; see :func:`scale_change`); chosen by the encoder after
+        #: training and carried by the adapter (not trained).
+        self.register_buffer("strength", torch.ones(2))
 
     # ------------------------------------------------------------- parameters
     def groups(self) -> dict[str, list[nn.Parameter]]:

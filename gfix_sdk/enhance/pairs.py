@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gfix_sdk._fs import write_atomically
 from gfix_sdk.io.resize import area_downscale
 
 #: Bump when the codec changes what its frames look like: cached pairs are then remade.
@@ -195,12 +196,15 @@ def iter_pairs(jobs: list[PairJob], cache_dir: str | os.PathLike[str], *, progre
         rng = np.random.default_rng(int(job.key()[:8], 16))
         original = _bbb_windows(job, clip) if job.source == "bbb" else _photo_windows(job, rng)
         rendered = code_job(job, original)
-        tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
-        np.savez(tmp, rendered=rendered, original=original)
-        os.replace(tmp, path)
+        write_atomically(path, lambda tmp: _savez(tmp, rendered=rendered, original=original))
         bar.update(len(job.frames))
         yield job, rendered, original
     bar.close()
+
+
+def _savez(path: Path, **arrays: np.ndarray) -> None:
+    with open(path, "wb") as file:  # a file object: np.savez would append ".npz" to the temporary's name
+        np.savez(file, **arrays)
 
 
 def load_pairs(jobs: list[PairJob], cache_dir: str | os.PathLike[str], *, progress: bool = True,

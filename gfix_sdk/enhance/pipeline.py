@@ -24,7 +24,7 @@ from torch import Tensor
 from gfix_sdk.enhance.adapter import CodedAdapter, apply_adapter, check_base_hash, decode_adapter, encode_adapter
 from gfix_sdk.enhance.base import base_hash, load_base
 from gfix_sdk.enhance.losses import DistortionLoss, make_loss
-from gfix_sdk.enhance.model import AdapterConfig, Enhancer
+from gfix_sdk.enhance.model import LUMA, AdapterConfig, Enhancer
 from gfix_sdk.enhance.tiling import enhance_tiled
 from gfix_sdk.enhance.train import TrainConfig, TrainResult, train_enhancer
 from gfix_sdk.errors import GFixError, GFixFormatError
@@ -33,8 +33,16 @@ from gfix_sdk.errors import GFixError, GFixFormatError
 DECISION_FRAMES = 32
 #: Default fidelity bound of the encoder (dB of mean PSNR the enhancer may cost).
 DEFAULT_MAX_PSNR_DROP = 0.4
-#: Strengths the encoder tries, strongest first (multiples of 1/8: exact in the f32 field).
-STRENGTHS = tuple(k / 8 for k in range(8, 0, -1))
+#: Default VMAF bound (points of mean VMAF the enhancer may cost): no real
+#: loss, a twelfth of the ~6 points Netflix reports per just-noticeable
+#: difference. A bound of 0 is below VMAF's own noise: rounding alone after a
+#: chroma-only change moved it by up to 0.07 in our measurements.
+DEFAULT_MAX_VMAF_DROP = 0.5
+#: Strengths the encoder tries for luma and for chroma, strongest first
+#: (multiples of 1/8: exact in the f32 fields; 0 leaves that part unchanged).
+STRENGTHS = tuple(k / 8 for k in range(8, -1, -1))
+#: Frames (evenly spaced) on which candidate strengths are ranked by the training objective.
+RANKING_FRAMES = 8
 
 
 def default_device() -> torch.device:
@@ -56,12 +64,19 @@ class EnhanceSettings:
     always_keep: bool = False
     #: Fidelity bound: the enhanced video's mean PSNR may fall at most this many
     #: dB below the Gaussian frames' (the encoder scales the enhancer's change,
-    #: see :func:`choose_strength`); None: no bound.
+    #: see :func:`candidate_strengths`); None: no bound.
     max_psnr_drop: float | None = DEFAULT_MAX_PSNR_DROP
+    #: VMAF bound: the enhanced video's mean VMAF may fall at most this many
+    #: points below the Gaussian frames' (0: not worse); None: no bound. Needs
+    #: an ffmpeg with libvmaf (imageio-ffmpeg's); without one the bound is
+    #: skipped and the decision's reason says so.
+    max_vmaf_drop: float | None = DEFAULT_MAX_VMAF_DROP
 
     def __post_init__(self) -> None:
         if self.max_psnr_drop is not None and not self.max_psnr_drop >= 0:
             raise ValueError(f"max_psnr_drop must be >= 0 dB or None, got {self.max_psnr_drop}")
+        if self.max_vmaf_drop is not None and not self.max_vmaf_drop >= 0:
+            raise ValueError(f"max_vmaf_drop must be >= 0 or None, got {self.max_vmaf_drop}")
 
 
 @dataclass(frozen=True)
@@ -79,9 +94,11 @@ class AdapterDecision:
     distortion_gaussian: float  #: mean distortion of the Gaussian frames
     distortion_enhanced: float  #: mean distortion of the enhanced frames
     frames_scored: int
-    #: Scale of the enhancer's change to the frames (1: as trained; below 1 the
-    #: encoder's fidelity bound took some back, see :func:`choose_strength`).
-    strength: float = 1.0
+    #: Scales of the enhancer's change to the frames' luma and chroma (1: as
+    #: trained; below 1 the encoder's fidelity bounds took some back, see
+    #: :func:`candidate_strengths`).
+    luma_strength: float = 1.0
+    chroma_strength: float = 1.0
 
     @property
     def objective_gaussian(self) -> float:
@@ -135,25 +152,39 @@ def fit_adapter(
         return payload, coded, enhanced
 
     payload, coded, enhanced = code_and_enhance()
-    strength = 1.0
-    if settings.max_psnr_drop is not None:
-        strength = choose_strength(originals, rendered, enhanced, settings.max_psnr_drop)
-        if 0.0 < strength < 1.0:
-            with torch.no_grad():
-                enhancer.strength.fill_(strength)
-            payload, coded, enhanced = code_and_enhance()
+    bounds = FidelityBounds.measure(originals, rendered, settings.max_psnr_drop, settings.max_vmaf_drop)
+    strengths, note = (1.0, 1.0), ""
+    if bounds.active:
+        candidates = rank_strengths(candidate_strengths(rendered, enhanced, bounds), rendered, enhanced, originals,
+                                    loss_fn)
+        strengths = (0.0, 0.0)
+        for strengths in candidates:  # the best first; the exact re-enhanced frames must keep the bounds too
+            if strengths != (1.0, 1.0):
+                with torch.no_grad():
+                    enhancer.strength.copy_(torch.tensor(strengths))
+                payload, coded, enhanced = code_and_enhance()
+            if bounds.kept_by(enhanced):
+                break
+        else:
+            strengths = (0.0, 0.0)
+        note = bounds.describe()
     decision = decide(originals, rendered, enhanced, loss_fn, lmbda=train.lmbda,
                       adapter_bits=8 * len(payload), always_keep=settings.always_keep)
-    if strength == 0.0:
-        reason = (f"dropped: even at strength {STRENGTHS[-1]:g} the enhanced frames' mean PSNR is more than "
-                  f"{settings.max_psnr_drop:g} dB below the Gaussian frames' (the fidelity bound)")
+    if strengths == (0.0, 0.0):
+        reason = f"dropped: at every luma and chroma strength the enhanced frames break {note}"
         if settings.always_keep:
             reason = "kept on request (--keep-adapter), although " + reason.removeprefix("dropped: ")
+            with torch.no_grad():  # an adapter that changes nothing is not a valid payload: keep it as trained
+                enhancer.strength.fill_(1.0)
+            payload, coded, enhanced = code_and_enhance()
         decision = replace(decision, kept=settings.always_keep, reason=reason)
-    if 0.0 < strength < 1.0:
-        decision = replace(decision, reason=f"{decision.reason}; at strength {strength:g} (the fidelity bound: "
-                                            f"mean PSNR at most {settings.max_psnr_drop:g} dB below the Gaussian frames')")
-    decision = replace(decision, strength=float(enhancer.strength))
+    elif strengths != (1.0, 1.0):
+        decision = replace(decision, reason=f"{decision.reason}; at luma strength {strengths[0]:g}, chroma "
+                                            f"strength {strengths[1]:g} ({note})")
+    elif note:
+        decision = replace(decision, reason=f"{decision.reason}; full strength keeps {note}")
+    luma, chroma = (float(v) for v in enhancer.strength) if decision.kept else (0.0, 0.0)
+    decision = replace(decision, luma_strength=luma, chroma_strength=chroma)
     return FittedAdapter(payload=payload, enhancer=enhancer, result=result, coded=coded, decision=decision,
                          enhanced=enhanced)
 
@@ -165,21 +196,101 @@ def mean_psnr(frames: np.ndarray, originals: np.ndarray) -> float:
     return float(np.mean([psnr(f, o) for f, o in zip(frames, originals, strict=True)]))
 
 
-def choose_strength(originals: np.ndarray, rendered: np.ndarray, enhanced: np.ndarray, max_psnr_drop: float) -> float:
-    """The largest of :data:`STRENGTHS` whose frames ``rendered + s (enhanced -
-    rendered)`` keep the mean PSNR within ``max_psnr_drop`` dB of the Gaussian
-    frames', or 0.0 when none does. The encoder's fidelity control: perceptual
-    training trades PSNR (and VMAF) for LPIPS, and this bounds the trade on the
-    encoder's own reconstruction. The scaled frames are an estimate (the
-    decoder scales before rounding); the encoder then enhances again at the
-    chosen strength, exactly as the decoder will."""
-    floor = mean_psnr(rendered, originals) - max_psnr_drop
+@dataclass
+class FidelityBounds:
+    """The encoder's fidelity bounds on one video: floors for mean PSNR and
+    mean VMAF, measured on the Gaussian frames (the encoder's own reconstruction)."""
+
+    originals: np.ndarray
+    psnr_floor: float | None  #: dB; None: no PSNR bound
+    vmaf_floor: float | None  #: None: no VMAF bound (not asked for, or no libvmaf)
+    max_psnr_drop: float | None
+    max_vmaf_drop: float | None
+    vmaf_missing: str = ""  #: why the asked-for VMAF bound is not applied
+    _vmaf: Callable[[np.ndarray], float] | None = None
+
+    @classmethod
+    def measure(cls, originals: np.ndarray, rendered: np.ndarray, max_psnr_drop: float | None,
+                max_vmaf_drop: float | None) -> FidelityBounds:
+        psnr_floor = None if max_psnr_drop is None else mean_psnr(rendered, originals) - max_psnr_drop
+        vmaf, missing, vmaf_floor = None, "", None
+        if max_vmaf_drop is not None:
+            from gfix_sdk.metrics.result import MetricUnavailable
+            from gfix_sdk.metrics.vmaf import SequenceVMAF
+
+            try:
+                scorer = SequenceVMAF.load()
+            except MetricUnavailable as exc:
+                missing = str(exc)
+            else:
+                def vmaf(frames: np.ndarray) -> float:
+                    return float(scorer(originals, frames).value)
+
+                vmaf_floor = vmaf(rendered) - max_vmaf_drop
+        return cls(originals, psnr_floor, vmaf_floor, max_psnr_drop, max_vmaf_drop, missing, vmaf)
+
+    @property
+    def active(self) -> bool:
+        return self.psnr_floor is not None or self.vmaf_floor is not None
+
+    def keeps_psnr(self, frames: np.ndarray) -> bool:
+        return self.psnr_floor is None or mean_psnr(frames, self.originals) >= self.psnr_floor
+
+    def keeps_vmaf(self, frames: np.ndarray) -> bool:
+        return self.vmaf_floor is None or self._vmaf(frames) >= self.vmaf_floor
+
+    def kept_by(self, frames: np.ndarray) -> bool:
+        return self.keeps_psnr(frames) and self.keeps_vmaf(frames)
+
+    def describe(self) -> str:
+        """E.g. "the fidelity bounds: mean PSNR at most 0.4 dB and mean VMAF at most 0 below the Gaussian frames'"."""
+        parts = []
+        if self.psnr_floor is not None:
+            parts.append(f"mean PSNR at most {self.max_psnr_drop:g} dB")
+        if self.vmaf_floor is not None:
+            parts.append(f"mean VMAF at most {self.max_vmaf_drop:g}")
+        text = f"the fidelity bounds: {' and '.join(parts)} below the Gaussian frames'" if parts else ""
+        if self.vmaf_missing:
+            text += f"{'; ' if text else ''}VMAF bound not applied ({self.vmaf_missing})"
+        return text
+
+
+def scaled_frames(rendered: np.ndarray, enhanced: np.ndarray, luma: float, chroma: float) -> np.ndarray:
+    """``rendered`` plus the enhancer's change with its luma scaled by ``luma``
+    and its chroma by ``chroma`` (as :func:`~gfix_sdk.enhance.model.scale_change`),
+    rounded to ``uint8``. An estimate: the decoder scales before rounding."""
     change = enhanced.astype(np.float32) - rendered.astype(np.float32)
-    for strength in STRENGTHS:
-        scaled = np.clip(np.round(rendered + strength * change), 0, 255).astype(np.uint8)
-        if mean_psnr(scaled, originals) >= floor:
-            return strength
-    return 0.0
+    change_luma = change @ np.asarray(LUMA, np.float32)
+    scaled = chroma * change + (luma - chroma) * change_luma[..., None]
+    return np.clip(np.round(rendered + scaled), 0, 255).astype(np.uint8)
+
+
+def candidate_strengths(rendered: np.ndarray, enhanced: np.ndarray, bounds: FidelityBounds) -> list[tuple[float, float]]:
+    """For each luma strength in :data:`STRENGTHS`, the largest chroma strength
+    whose frames keep ``bounds`` (estimated by :func:`scaled_frames`); pairs
+    that change nothing are left out. VMAF reads luma only, so the (costly)
+    VMAF check runs once per luma strength, on the pair's frames."""
+    candidates = []
+    for luma in STRENGTHS:
+        chroma = next((c for c in STRENGTHS if bounds.keeps_psnr(scaled_frames(rendered, enhanced, luma, c))), None)
+        if chroma is None or (luma, chroma) == (0.0, 0.0):
+            continue
+        if bounds.keeps_vmaf(scaled_frames(rendered, enhanced, luma, chroma)):
+            candidates.append((luma, chroma))
+    return candidates
+
+
+def rank_strengths(candidates: list[tuple[float, float]], rendered: np.ndarray, enhanced: np.ndarray,
+                   originals: np.ndarray, loss_fn: DistortionLoss) -> list[tuple[float, float]]:
+    """``candidates`` best first: by the training objective (``loss_fn``) of
+    their frames on up to :data:`RANKING_FRAMES` frames. The trained strengths
+    (1, 1), when among them, come first without scoring."""
+    if (1.0, 1.0) in candidates or len(candidates) < 2:
+        return sorted(candidates, reverse=True)
+    picks = np.unique(np.linspace(0, len(originals) - 1, min(len(originals), RANKING_FRAMES)).round().astype(int))
+    score = {pair: _mean_loss(loss_fn, scaled_frames(rendered[picks], enhanced[picks], *pair), originals[picks])
+             for pair in candidates}
+    return sorted(candidates, key=lambda pair: (score[pair], tuple(-v for v in pair)))
 
 
 def decide(originals: np.ndarray, rendered: np.ndarray, enhanced: np.ndarray, loss_fn: DistortionLoss, *,
@@ -188,16 +299,9 @@ def decide(originals: np.ndarray, rendered: np.ndarray, enhanced: np.ndarray, lo
     on up to :data:`DECISION_FRAMES` frames (whole frames, the loss the adapter trained on)."""
     count = len(originals)
     picks = np.unique(np.linspace(0, count - 1, min(count, DECISION_FRAMES)).round().astype(int))
-    weight = next(itertools.chain(loss_fn.parameters(), loss_fn.buffers()), None)
-    device = weight.device if weight is not None else torch.device("cpu")
 
     def distortion(frames: np.ndarray) -> float:
-        total = 0.0
-        with torch.no_grad():
-            for i in picks:
-                to = lambda a: torch.from_numpy(a[i]).permute(2, 0, 1)[None].float().div(255).to(device)  # noqa: E731
-                total += float(loss_fn(to(frames), to(originals)))
-        return total / len(picks)
+        return _mean_loss(loss_fn, frames[picks], originals[picks])
 
     pixels = float(np.prod(originals.shape[:3]))
     d_gauss, d_enh = distortion(rendered), distortion(enhanced)
@@ -214,6 +318,18 @@ def decide(originals: np.ndarray, rendered: np.ndarray, enhanced: np.ndarray, lo
     return AdapterDecision(kept=helps or always_keep, reason=reason, loss=loss_fn.description, lmbda=lmbda,
                            adapter_bits_per_pixel=bpp, distortion_gaussian=d_gauss, distortion_enhanced=d_enh,
                            frames_scored=len(picks))
+
+
+def _mean_loss(loss_fn: DistortionLoss, frames: np.ndarray, originals: np.ndarray) -> float:
+    """Mean of ``loss_fn`` over ``uint8`` frames, one whole frame at a time."""
+    weight = next(itertools.chain(loss_fn.parameters(), loss_fn.buffers()), None)
+    device = weight.device if weight is not None else torch.device("cpu")
+    total = 0.0
+    with torch.no_grad():
+        for frame, original in zip(frames, originals, strict=True):
+            to = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].float().div(255).to(device)  # noqa: E731
+            total += float(loss_fn(to(frame), to(original)))
+    return total / len(frames)
 
 
 def load_enhancer(payload: bytes, base: str | os.PathLike[str] | None = None,

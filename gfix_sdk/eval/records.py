@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gfix_sdk._fs import temp_sibling
+from gfix_sdk._fs import write_atomically
 from gfix_sdk.eval.scoring import METRIC_KEYS
 
 CSV_COLUMNS: tuple[str, ...] = (
@@ -101,15 +101,7 @@ def _json_value(value: Any) -> Any:
 
 def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file renamed into place."""
-    out = Path(path)
-    tmp = temp_sibling(out)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)
-    except BaseException:  # an error or a signal: leave no temporary behind
-        tmp.unlink(missing_ok=True)
-        raise
-    return out
+    return write_atomically(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def csv_text(points: list[RatePointResult]) -> str:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gfix_sdk._fs import write_atomically
 from gfix_sdk.errors import GFixError
 from gfix_sdk.export.onnx_export import INPUT_NAME, OUTPUT_NAME
 
@@ -111,10 +112,11 @@ def cached_engine(cache_dir: str | os.PathLike[str], onnx_path: str | os.PathLik
     engine_path = cache / f"{key.digest()}.engine"
     if not engine_path.exists():
         data = build_engine(onnx_path, key)
-        temp = engine_path.with_suffix(".engine.tmp")
-        temp.write_bytes(data)
-        os.replace(temp, engine_path)  # a crashed build never leaves a half engine in the cache
-        engine_path.with_suffix(".json").write_text(json.dumps(asdict(key), indent=2))
+        # Uniquely named temporaries renamed into place: a crashed build never leaves
+        # half an engine, and processes building the same engine at once do not collide.
+        description = json.dumps(asdict(key), indent=2)
+        write_atomically(engine_path.with_suffix(".json"), lambda tmp: tmp.write_text(description))
+        write_atomically(engine_path, lambda tmp: tmp.write_bytes(data))
     return engine_path
 
 

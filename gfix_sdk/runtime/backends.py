@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gfix_sdk._fs import temp_sibling
+from gfix_sdk._fs import temp_sibling, write_atomically
 from gfix_sdk.enhance.model import Enhancer
 from gfix_sdk.errors import GFixError
 from gfix_sdk.paths import cache_root
@@ -181,9 +181,7 @@ def export_for(enhancer: Enhancer, payload: bytes, base_hash: bytes, *, max_batc
     _write_into_place(path, lambda out: export_onnx(folded, out, max_batch=max_batch, opset=ONNX_OPSET))
     pointer = _template_pointer(base_hash, patch, max_batch, layout, cache)
     pointer.parent.mkdir(parents=True, exist_ok=True)
-    pointer_tmp = pointer.with_suffix(f".tmp{os.getpid()}")
-    pointer_tmp.write_text(path.parent.name)
-    os.replace(pointer_tmp, pointer)
+    write_atomically(pointer, lambda tmp: tmp.write_text(path.parent.name))
     return path, folded
 
 

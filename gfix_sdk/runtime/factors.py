@@ -46,6 +46,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from gfix_sdk._fs import write_atomically
 from gfix_sdk.paths import cache_root
 
 FORMAT = "gfix-factors/1"
@@ -216,20 +217,15 @@ def _by_group(layers: Iterable[LayerRecord]) -> dict[str, list[LayerRecord]]:
 
 
 def save_factor_set(factors: FactorSet, path: Path) -> Path:
-    """Write ``factors`` to ``path`` atomically (a temporary file renamed into place)."""
+    """Write ``factors`` to ``path`` atomically (a uniquely named temporary file
+    renamed into place: processes filling one cache at once each write their
+    own, and the entry left is one whole file)."""
     from safetensors.torch import save_file
 
     tensors = factors.tensors()
     metadata = {**factors.metadata(), "digest": _tensors_digest(tensors)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def load_factor_set(base_hash: bytes, config, cache: Path | None = None) -> FactorSet | None:
@@ -397,7 +393,7 @@ def fold_weights(coded, factors: FactorSet, base_dir: str | os.PathLike[str]) ->
             t = torch.tensor(float(coded.t), dtype=torch.float32)  # Enhancer.t after apply_adapter
             weights["t"] = t
             weights["abar"] = interpolate_alpha_bar(factors.alphas_cumprod, t).to(torch.float32)
-            weights["strength"] = torch.tensor(float(coded.strength), dtype=torch.float32)
+            weights["strength"] = torch.tensor(coded.strengths, dtype=torch.float32)
     finally:
         torch.set_num_threads(threads)
     return weights
@@ -445,9 +441,7 @@ def remember_base_hash(base_dir: str | os.PathLike[str], digest: bytes, cache: P
               "fingerprint": base_fingerprint(base_dir), "hash": digest.hex()}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(record, indent=1))
-        os.replace(tmp, path)
+        write_atomically(path, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
     except OSError as exc:
         log.warning("cannot record the base hash: %s", exc)
 

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,12 +61,18 @@ def decode_outcome(path: str | Path, *, max_pixels: int = 1 << 20) -> str:
     return classify(run)
 
 
-def adapter_outcome(payload: bytes) -> str:
-    """Parse an ENHANCER payload with :func:`~gfix_sdk.enhance.adapter.decode_adapter`;
-    see :func:`classify`."""
+def adapter_outcome(payload: bytes, counts: Mapping[str, int]) -> str:
+    """Parse an ENHANCER payload with :func:`~gfix_sdk.enhance.adapter.decode_adapter`
+    and decode each group's values as a decoder whose base's layers need
+    ``counts`` values per group would; see :func:`classify`."""
     from gfix_sdk.enhance.adapter import decode_adapter
 
-    return classify(lambda: decode_adapter(payload))
+    def run() -> None:
+        coded = decode_adapter(payload)
+        for group, count in counts.items():
+            coded.group_values(group, count)
+
+    return classify(run)
 
 
 @dataclass
@@ -107,12 +113,16 @@ def fuzz_files(seeds: Sequence[bytes], cases: int, workdir: Path, *, seed: int =
 
 
 def fuzz_adapter(payload: bytes, cases: int, *, seed: int = 0) -> FuzzReport:
-    """Parse ``cases`` mutated copies of an ENHANCER payload."""
+    """Parse ``cases`` mutated copies of an ENHANCER payload, decoding the values
+    at the counts of the intact ``payload`` (what the base's layers would need)."""
+    from gfix_sdk.enhance.adapter import decode_adapter
+
+    counts = decode_adapter(payload).counts
     mutator, report = ByteMutator(seed), FuzzReport()
     start = time.perf_counter()
     for _ in range(cases):
         data, what = mutator.mutate(payload)
-        report.add(what, adapter_outcome(data))
+        report.add(what, adapter_outcome(data, counts))
     report.seconds = time.perf_counter() - start
     return report
 
@@ -157,32 +167,22 @@ def write_seed_clip(path: str | Path, *, frames: int = 5, width: int = 48, heigh
 
 
 def seed_adapter_payload(seed: int = 0) -> bytes:
-    """A valid ENHANCER payload (the current version, random values per group), built
-    without a base model by :func:`~gfix_sdk.enhance.adapter.encode_adapter`'s
-    layout, for fuzzing :func:`~gfix_sdk.enhance.adapter.decode_adapter`."""
-    from gfix_sdk.coding import ByteWriter, encode_symbols
-    from gfix_sdk.enhance.adapter import ADAPTER_VERSION
-    from gfix_sdk.enhance.model import GROUPS
+    """A valid ENHANCER payload (the current version, random values per group)
+    written by the encoder's own writer (:func:`~gfix_sdk.enhance.adapter.write_adapter`,
+    what :func:`~gfix_sdk.enhance.adapter.encode_adapter` calls) without a base
+    model, for fuzzing :func:`~gfix_sdk.enhance.adapter.decode_adapter`."""
+    from gfix_sdk.enhance.adapter import write_adapter
+    from gfix_sdk.enhance.model import GROUPS, AdapterConfig
 
     rng = np.random.default_rng(seed)
-    w = ByteWriter()
-    w.u8(ADAPTER_VERSION)
-    w.raw(bytes(rng.integers(0, 256, size=32, dtype=np.uint8)))
-    w.u8(0)  # mLoRA
-    for value in (8, 4, 4, 64, 16):  # ranks, patch, overlap
-        w.varint(value)
-    w.u8(0)
-    w.u8(1)
-    w.blob(b"conv_in,conv_out")  # a custom U-Net target list
-    w.u8(0)
-    w.f32(199.0)  # timestep
-    w.f32(0.75)  # strength (version 3)
-    for group, count in zip(GROUPS, (16, 300, 120, 0)):
-        w.f64(1.0 / 256)
-        w.varint(count)
-        values = np.round(rng.laplace(0, 3, size=count)).astype(np.int64)
-        w.raw(encode_symbols(values))
-    return w.getvalue()
+    base_hash = bytes(rng.integers(0, 256, size=32, dtype=np.uint8))
+    # Small ranks and a custom U-Net target list (so a text field is written).
+    config = AdapterConfig(prompt_rank=8, unet_rank=4, vae_rank=4, unet_targets=("conv_in", "conv_out"),
+                           patch=64, overlap=16)
+    values = {group: np.round(rng.laplace(0, 3, size=count)).astype(np.int64)
+              for group, count in zip(GROUPS, (16, 300, 120, 0))}
+    return write_adapter(config, values, dict.fromkeys(GROUPS, 1.0 / 256), base_hash, t=199.0,
+                         strengths=(0.75, 0.5))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
