@@ -1,6 +1,8 @@
 """The Gaussian video codec end to end: encode -> .gfix -> Decoder, and the CLI."""
 
+import errno
 import json
+import os
 
 import numpy as np
 import pytest
@@ -216,3 +218,52 @@ def test_gpu_encode_decodes_like_a_cpu_encode(clip, tmp_path):
         for frame, expected in zip(dec.frames(), recons, strict=True):
             np.testing.assert_array_equal(frame, expected)
     assert abs(gpu.mean_psnr - cpu.mean_psnr) < 0.5
+
+
+class _SmallDisk:
+    """A file object that fails with ENOSPC once ``room`` bytes are written,
+    as a full file system does (for GFixWriter's ``open``)."""
+
+    def __init__(self, file, room: int) -> None:
+        self._file, self._room = file, room
+
+    def write(self, data) -> int:
+        size = memoryview(data).nbytes
+        if size > self._room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._room -= size
+        return self._file.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._file, name)
+
+
+@pytest.mark.parametrize("room", [10, 150, 10 ** 9])
+def test_disk_full_fails_clearly_and_leaves_nothing(clip, tmp_path, capsys, monkeypatch, room):
+    """ENOSPC while writing the header, a frame, or (room to spare, the
+    failure at fsync) when publishing: one line naming the path and the
+    cause, exit status 1, and no target or temporary file left behind."""
+    import builtins
+
+    from gfix_sdk.bitstream import writer as writer_module
+
+    frames, _ = clip
+    source = tmp_path / "in.mkv"
+    write_video(source, frames[:2], fps=25, lossless=True)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    target = out_dir / "clip.gfix"
+    monkeypatch.setattr(writer_module, "open", lambda *a, **k: _SmallDisk(builtins.open(*a, **k), room),
+                        raising=False)
+    if room > 10 ** 6:
+        def fsync(fd):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(writer_module.os, "fsync", fsync)
+    status = gfix_main(["encode", str(source), "-o", str(target), "--preset", "fast", "--gaussians", "30",
+                        "--frames", "2", "-q"])
+    err = capsys.readouterr().err
+    assert status == 1, err
+    assert err.startswith("gfix: error: ") and err.count("\n") == 1, err  # one line, no traceback
+    assert str(target) in err and "No space left on device" in err, err
+    assert list(out_dir.iterdir()) == []

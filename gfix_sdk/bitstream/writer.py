@@ -26,6 +26,7 @@ from gfix_sdk.bitstream.format import (
 )
 from gfix_sdk.bitstream.header import StreamHeader, encode_header
 from gfix_sdk.bitstream.sections import encode_index, encode_section_head
+from gfix_sdk.errors import VideoWriteError
 
 # Sections a reader may go without: the enhancer is an add-on for newer
 # decoders; the INDEX only repeats what scanning the sections finds.
@@ -68,7 +69,8 @@ class GFixWriter:
     Raises:
         TypeError: ``header`` is not a :class:`StreamHeader`.
         IsADirectoryError: ``path`` is a directory.
-        OSError: the temporary file cannot be created.
+        VideoWriteError: the temporary file cannot be created or written
+            (e.g. the disk is full); an ``OSError`` too, with its ``errno``.
     """
 
     def __init__(self, path: str | os.PathLike[str], header: StreamHeader) -> None:
@@ -84,9 +86,15 @@ class GFixWriter:
         self._closed = False
         self._written: set[int] = set()  # section types written so far
         self._frames: list[tuple[int, int]] = []  # (section offset, frame flags) for the INDEX
-        self._file = open(self._temp, "xb")  # noqa: SIM115 - closed by close()/abort()
+        try:
+            self._file = open(self._temp, "xb")  # noqa: SIM115 - closed by close()/abort()
+        except OSError as exc:
+            raise self._write_error(exc) from exc
         try:
             self._file.write(encode_header(header))
+        except OSError as exc:
+            self.abort()
+            raise self._write_error(exc) from exc
         except BaseException:
             self.abort()
             raise
@@ -193,8 +201,9 @@ class GFixWriter:
         Raises:
             ValueError: no STREAM_INFO section was written (then nothing is
                 saved and the temporary file is removed).
-            OSError: the file cannot be completed or moved into place (the
-                temporary file is removed too).
+            VideoWriteError: the file cannot be completed or moved into
+                place, e.g. the disk is full (the temporary file is removed
+                too); an ``OSError`` too, with its ``errno``.
         """
         if self._closed:
             return
@@ -214,6 +223,9 @@ class GFixWriter:
             os.fsync(self._file.fileno())
             self._file.close()
             os.replace(self._temp, self._target)
+        except OSError as exc:
+            self.abort()
+            raise self._write_error(exc) from exc
         except BaseException:
             self.abort()
             raise
@@ -250,6 +262,12 @@ class GFixWriter:
         if getattr(self, "_file", None) is not None and not self._closed:
             self.abort()
 
+    def _write_error(self, exc: OSError) -> VideoWriteError:
+        """One clear line for a failed write (a full disk, a quota, an I/O
+        error), naming the destination; the caller has removed the temporary."""
+        cause = exc.strerror or str(exc) or type(exc).__name__
+        return VideoWriteError(exc.errno, f"cannot write {self._target}: {cause}; nothing was saved")
+
     def _check_open(self) -> None:
         if self._closed:
             raise ValueError(f"the GFixWriter for {self._target} is closed")
@@ -270,6 +288,9 @@ class GFixWriter:
             for part in payload_parts:
                 self._file.write(part)
             self._file.write(crc.to_bytes(4, "little"))
+        except OSError as exc:
+            self.abort()
+            raise self._write_error(exc) from exc
         except BaseException:
             # A half-written section cannot be undone: the file is lost.
             self.abort()
