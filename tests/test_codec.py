@@ -1,11 +1,14 @@
 """The Gaussian video codec end to end: encode -> .gfix -> Decoder, and the CLI."""
 
 import errno
+import gc
 import json
 import os
+import weakref
 
 import numpy as np
 import pytest
+import torch
 
 from gfix_sdk import Decoder, encode_video
 from gfix_sdk.bitstream.encode import encode_frames
@@ -83,15 +86,25 @@ def test_report_and_info_agree(encoded, clip):
 
 
 def test_decoder_streams_without_holding_frames(encoded):
-    path, _, _ = encoded
+    """Every yielded frame (the array and the tensor whose memory it shares)
+    is collectable once the caller drops it: a decoder that kept frames (a
+    list, a cache) would keep them alive and fail here."""
+    path, _, recons = encoded
     with Decoder.open(path) as dec:
-        frames = dec.frames()
-        first = next(frames)
-        assert first.shape == (90, 160, 3)
-        # The decoder keeps only the current frame's Gaussians, never images.
-        held = [v for v in vars(dec).values() if isinstance(v, np.ndarray)]
-        assert held == []
-        assert sum(1 for _ in frames) == 5
+        refs = []
+        for frame in dec.frames():
+            assert frame.shape == (90, 160, 3)
+            refs.append([weakref.ref(frame)] + ([weakref.ref(frame.base)] if frame.base is not None else []))
+            del frame
+            gc.collect()
+            # Only the frame just yielded may still be referenced (by the generator's frame).
+            alive = [i for i, group in enumerate(refs[:-1]) if any(r() is not None for r in group)]
+            assert alive == [], f"frames {alive} are still held after the caller dropped them"
+        assert len(refs) == len(recons) == 6
+        gc.collect()
+        assert all(r() is None for group in refs for r in group)
+        # Between frames the decoder holds Gaussians, never images.
+        assert [v for v in vars(dec).values() if isinstance(v, (np.ndarray, torch.Tensor))] == []
 
 
 def test_corrupted_and_truncated_files_raise_format_error(encoded, tmp_path):
