@@ -303,11 +303,34 @@ def test_uvg_missing_folder_and_sequences(tmp_path: Path) -> None:
         open_uvg(tmp_path, "Jockey")
 
 
+def _bt601_limited(rgb: np.ndarray) -> np.ndarray:
+    """RGB (.., 3) in 0..255 -> BT.601 limited-range Y'CbCr, unrounded."""
+    r, g, b = (rgb[..., k].astype(np.float64) for k in range(3))
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    return np.stack([16 + 219 / 255 * y, 128 + 224 / 255 * (b - y) / 1.772,
+                     128 + 224 / 255 * (r - y) / 1.402], axis=-1)
+
+
 def test_uvg_reads_bt601_frames(tmp_path: Path) -> None:
-    luma, chroma = 1920 * 1080, 960 * 540
-    frame = np.concatenate([np.full(luma, 126, np.uint8), np.full(2 * chroma, 128, np.uint8)])
-    (tmp_path / "Bosphorus_1920x1080_120fps_420_8bit_YUV.yuv").write_bytes(frame.tobytes() * 3)
+    # Two colours in a 2x2 checkerboard of quadrants (catches swapped Cb/Cr,
+    # a wrong matrix or range, and transposed planes), coded as 4:2:0 planes.
+    height, width = 1080, 1920
+    colours = np.array([[200, 40, 60], [30, 120, 220]], np.uint8)
+    yuv = np.rint(_bt601_limited(colours)).astype(np.uint8)  # what a BT.601 encoder writes
+    rows, cols = np.indices((height, width))
+    which = ((rows >= height // 2) ^ (cols >= width // 2)).astype(int)
+    planes = [yuv[which, 0], yuv[which[::2, ::2], 1], yuv[which[::2, ::2], 2]]
+    frame = b"".join(plane.tobytes() for plane in planes)
+    (tmp_path / "Bosphorus_1920x1080_120fps_420_8bit_YUV.yuv").write_bytes(frame * 3)
     frames, info = load_uvg(tmp_path, "Bosphorus", frames=2)
     assert frames.shape == (2, 1080, 1920, 3) and info.fps == 120.0
-    # BT.601 limited range: Y 126 -> (126 - 16) * 255 / 219 = 128.08 -> 128 grey.
-    assert np.all(frames == 128)
+    # Read back: exactly the BT.601 inverse of the 8-bit codes, rounded, and
+    # so the known RGB within the codes' rounding (measured: at most 1).
+    y, cb, cr = (yuv[:, k].astype(np.float64) for k in range(3))
+    luma = (y - 16) * 255 / 219
+    red, blue = luma + 1.402 * (cr - 128) * 255 / 224, luma + 1.772 * (cb - 128) * 255 / 224
+    inverse = np.rint(np.stack([red, (luma - 0.299 * red - 0.114 * blue) / 0.587, blue], axis=-1))
+    assert inverse.tolist() == [[200, 39, 59], [30, 121, 220]]
+    np.testing.assert_array_equal(frames[0], inverse.astype(np.uint8)[which])
+    assert np.abs(frames[0].astype(int) - colours[which].astype(int)).max() == 1
+    assert np.array_equal(frames[0], frames[1])
