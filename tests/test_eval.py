@@ -28,7 +28,8 @@ from gfix_sdk.eval.records import CSV_COLUMNS, RatePointResult, csv_text
 from gfix_sdk.eval.scoring import metric_spec
 from gfix_sdk.eval.videos import BUNDLED, VideoSpec, unique_names
 from gfix_sdk.gaussians.sequence import SequenceConfig
-from gfix_sdk.io import load_bundled_clip, write_video
+from gfix_sdk.metrics import bd_rate
+from gfix_sdk.io import load_bundled_clip, read_video, write_video
 from gfix_sdk.io.uvg import UVG_SEQUENCES, find_uvg, load_uvg, open_uvg, uvg_sequence
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -175,7 +176,20 @@ def test_report_end_to_end(small_clip: Path, lpips_file: Path, tmp_path: Path) -
             assert math.isfinite(float(row[key]))
         assert row["frames"] == "8" and (row["width"], row["height"]) == ("160", "90")
     h264 = [r for r in rows if r["codec"] == "h264"]
-    assert [float(r["kbps"]) for r in h264] == sorted(float(r["kbps"]) for r in h264)  # CRF 42 -> 30: rising rate
+    # A real anchor's curve: CRF 42 -> 30 raises the rate, and the quality with it.
+    for key in ("kbps", "psnr", "ms_ssim", "vmaf"):
+        values = [float(r[key]) for r in h264]
+        assert values == sorted(values) and len(set(values)) == 4, (key, values)
+    lpips_values = [float(r["lpips"]) for r in h264]
+    assert lpips_values == sorted(lpips_values, reverse=True), lpips_values
+
+    # One point's PSNR recomputed from the frames, independently of the
+    # pipeline: the zlib codec's decoded frames follow from its step.
+    reference = read_video(small_clip)[0][:8].astype(np.int64)
+    for row in (r for r in rows if r["codec"] == "zlib" and r["param"] == "step=8"):
+        decoded = np.clip(reference // 8 * 8 + 4, 0, 255)
+        mse = ((reference - decoded) ** 2).reshape(8, -1).mean(axis=1)
+        assert float(row["psnr"]) == pytest.approx(float(np.mean(10 * np.log10(255 ** 2 / mse))), abs=1e-6)
 
     document = json.loads(result.json_path.read_text())
     assert document["format"] == "gfix-eval/1" and document["complete"] is True
@@ -186,6 +200,15 @@ def test_report_end_to_end(small_clip: Path, lpips_file: Path, tmp_path: Path) -
     cells = document["bd_rate"]
     assert len(cells) == 3 * 2 * 4  # ordered codec pairs x available metrics
     assert all((c["value"] is None) != (c["reason"] is None) for c in cells)
+    # A cell matches bd_rate recomputed on the CSV rows it summarises.
+    cell = next(c for c in cells if (c["test"], c["anchor"], c["metric"]) == ("zlib", "h264", "psnr"))
+    assert cell["value"] is not None, cell
+
+    def curve(codec: str) -> tuple[list[float], list[float]]:
+        points = [r for r in rows if r["codec"] == codec]
+        return [float(r["kbps"]) for r in points], [float(r["psnr"]) for r in points]
+
+    assert cell["value"] == pytest.approx(bd_rate(*curve("h264"), *curve("zlib")), rel=1e-6)
 
     png = out / "rd_bbb_small.png"
     assert result.plots == {"bbb_small": png} and png.read_bytes()[:8] == PNG_SIGNATURE
