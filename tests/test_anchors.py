@@ -52,8 +52,9 @@ def test_decoded_frames_have_the_input_shape(crf28: EncodedClip, frames: np.ndar
     assert (crf28.num_frames, crf28.height, crf28.width) == (8, 90, 160)
     assert crf28.codec == "h264"
     assert dict(crf28.params) == {"preset": "medium", "profile": "main", "crf": 28}
-    # A real reconstruction: close to, but not equal to, the input.
-    assert 25.0 < sequence_metrics(frames, crf28.decoded)["mean_psnr"] < 40.0
+    # A real reconstruction: measured 28.28 dB (x264 medium); 1.5 dB either
+    # side allows for other x264 versions.
+    assert 26.8 < sequence_metrics(frames, crf28.decoded)["mean_psnr"] < 29.8
 
 
 def test_lower_crf_gives_more_bytes_and_higher_psnr(

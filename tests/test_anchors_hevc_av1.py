@@ -94,8 +94,10 @@ def test_decoded_frames_have_the_input_shape(
     assert mid.decoded.dtype == np.uint8
     assert mid.codec == spec["name"]
     assert dict(mid.params) == {**spec["settings"], "crf": spec["mid"]}
-    # A real reconstruction: close to, but not equal to, the input.
-    assert 25.0 < mean_psnr(frames, mid.decoded) < 36.0
+    # A real reconstruction: near what was measured (module docstring), allowing
+    # for other encoder versions, and below the 4:2:0 round trip's 35.87 dB ceiling.
+    measured = {"h265": 28.89, "av1": 30.41}[spec["name"]]
+    assert measured - 1.5 < mean_psnr(frames, mid.decoded) < min(measured + 1.5, 35.87)
 
 
 def test_lower_crf_gives_more_bytes_and_higher_psnr(

@@ -82,7 +82,7 @@ def test_report_and_info_agree(encoded, clip):
     assert info.fps == pytest.approx(25.0) and (info.width, info.height) == (160, 90)
     assert info.bits_per_pixel == pytest.approx(8 * info.num_bytes / (6 * 160 * 90))
     assert info.bitrate_kbps == pytest.approx(8 * info.num_bytes / (6 / 25) / 1000)
-    assert min(report.frame_psnr) > 20
+    assert min(report.frame_psnr) > 24.5  # measured 25.31 .. 26.06 dB
 
 
 def test_decoder_streams_without_holding_frames(encoded):

@@ -155,7 +155,7 @@ def test_sequence_encoder_closed_loop(clip):
         assert decoded.equal(coded.quantized)
         image = to_uint8(reconstruct(decoded, enc.config.quant, 90, 160))
         assert torch.equal(image, coded.reconstruction)  # decoder == encoder, bit for bit
-        assert coded.psnr > 22
+        assert coded.psnr > 25.5  # measured 26.4 .. 27.2 dB
         ref = decoded
 
 
