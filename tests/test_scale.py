@@ -339,7 +339,7 @@ def test_encode_many_writes_the_good_videos_and_reports_the_bad(ray_local, frame
     for row in rows:
         if row["status"] == "ok":
             assert row["frames"] == 3 and row["bytes"] == (out / f"{row['output'].split('/')[-1]}").stat().st_size
-            assert row["kbps"] > 0 and row["psnr_db"] > 10 and row["error"] == ""
+            assert row["kbps"] > 0 and row["psnr_db"] > 23.5 and row["error"] == ""  # measured 24.7, 24.8 dB
         else:
             assert row["bytes"] == 0 and row["psnr_db"] is None and row["error"]
     csv_lines = (out / "summary.csv").read_text().splitlines()
