@@ -157,7 +157,6 @@ def fit_adapter(
     if bounds.active:
         candidates = rank_strengths(candidate_strengths(rendered, enhanced, bounds), rendered, enhanced, originals,
                                     loss_fn)
-        strengths = (0.0, 0.0)
         for strengths in candidates:  # the best first; the exact re-enhanced frames must keep the bounds too
             if strengths != (1.0, 1.0):
                 with torch.no_grad():
@@ -255,27 +254,36 @@ class FidelityBounds:
         return text
 
 
-def scaled_frames(rendered: np.ndarray, enhanced: np.ndarray, luma: float, chroma: float) -> np.ndarray:
-    """``rendered`` plus the enhancer's change with its luma scaled by ``luma``
-    and its chroma by ``chroma`` (as :func:`~gfix_sdk.enhance.model.scale_change`),
-    rounded to ``uint8``. An estimate: the decoder scales before rounding."""
-    change = enhanced.astype(np.float32) - rendered.astype(np.float32)
-    change_luma = change @ np.asarray(LUMA, np.float32)
-    scaled = chroma * change + (luma - chroma) * change_luma[..., None]
-    return np.clip(np.round(rendered + scaled), 0, 255).astype(np.uint8)
+class ScaledChange:
+    """The enhancer's change to ``rendered`` (``enhanced - rendered``) and its
+    luma, split once per video; :meth:`frames` gives ``rendered`` plus the
+    change with its luma scaled by ``luma`` and its chroma by ``chroma`` (as
+    :func:`~gfix_sdk.enhance.model.scale_change`), rounded to ``uint8``. An
+    estimate: the decoder scales before rounding."""
+
+    def __init__(self, rendered: np.ndarray, enhanced: np.ndarray) -> None:
+        self.rendered = rendered
+        self.change = enhanced.astype(np.float32) - rendered.astype(np.float32)
+        self.change_luma = (self.change @ np.asarray(LUMA, np.float32))[..., None]
+
+    def frames(self, luma: float, chroma: float, picks: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """The scaled frames (only those at ``picks``)."""
+        scaled = chroma * self.change[picks] + (luma - chroma) * self.change_luma[picks]
+        return np.clip(np.round(self.rendered[picks] + scaled), 0, 255).astype(np.uint8)
 
 
 def candidate_strengths(rendered: np.ndarray, enhanced: np.ndarray, bounds: FidelityBounds) -> list[tuple[float, float]]:
     """For each luma strength in :data:`STRENGTHS`, the largest chroma strength
-    whose frames keep ``bounds`` (estimated by :func:`scaled_frames`); pairs
+    whose frames keep ``bounds`` (estimated by :class:`ScaledChange`); pairs
     that change nothing are left out. VMAF reads luma only, so the (costly)
     VMAF check runs once per luma strength, on the pair's frames."""
+    change = ScaledChange(rendered, enhanced)
     candidates = []
     for luma in STRENGTHS:
-        chroma = next((c for c in STRENGTHS if bounds.keeps_psnr(scaled_frames(rendered, enhanced, luma, c))), None)
+        chroma = next((c for c in STRENGTHS if bounds.keeps_psnr(change.frames(luma, c))), None)
         if chroma is None or (luma, chroma) == (0.0, 0.0):
             continue
-        if bounds.keeps_vmaf(scaled_frames(rendered, enhanced, luma, chroma)):
+        if bounds.keeps_vmaf(change.frames(luma, chroma)):
             candidates.append((luma, chroma))
     return candidates
 
@@ -288,8 +296,8 @@ def rank_strengths(candidates: list[tuple[float, float]], rendered: np.ndarray, 
     if (1.0, 1.0) in candidates or len(candidates) < 2:
         return sorted(candidates, reverse=True)
     picks = np.unique(np.linspace(0, len(originals) - 1, min(len(originals), RANKING_FRAMES)).round().astype(int))
-    score = {pair: _mean_loss(loss_fn, scaled_frames(rendered[picks], enhanced[picks], *pair), originals[picks])
-             for pair in candidates}
+    change = ScaledChange(rendered[picks], enhanced[picks])
+    score = {pair: _mean_loss(loss_fn, change.frames(*pair), originals[picks]) for pair in candidates}
     return sorted(candidates, key=lambda pair: (score[pair], tuple(-v for v in pair)))
 
 
