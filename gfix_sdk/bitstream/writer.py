@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import os
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -90,14 +91,8 @@ class GFixWriter:
             self._file = open(self._temp, "xb")  # noqa: SIM115 - closed by close()/abort()
         except OSError as exc:
             raise self._write_error(exc) from exc
-        try:
+        with self._abort_on_failure():
             self._file.write(encode_header(header))
-        except OSError as exc:
-            self.abort()
-            raise self._write_error(exc) from exc
-        except BaseException:
-            self.abort()
-            raise
         self._offset = self._file.tell()
 
     @property
@@ -212,7 +207,7 @@ class GFixWriter:
             raise ValueError(
                 f"no STREAM_INFO section was written; nothing was saved to {self._target}"
             )
-        try:
+        with self._abort_on_failure():
             self._write(SectionType.INDEX, int(SectionFlag.OPTIONAL), encode_index(self._frames))
             if len(self._frames) != self._header.frame_count:
                 self._header = dataclasses.replace(self._header, frame_count=len(self._frames))
@@ -223,12 +218,6 @@ class GFixWriter:
             os.fsync(self._file.fileno())
             self._file.close()
             os.replace(self._temp, self._target)
-        except OSError as exc:
-            self.abort()
-            raise self._write_error(exc) from exc
-        except BaseException:
-            self.abort()
-            raise
         self._closed = True
 
     def abort(self) -> None:
@@ -262,6 +251,22 @@ class GFixWriter:
         if getattr(self, "_file", None) is not None and not self._closed:
             self.abort()
 
+    @contextlib.contextmanager
+    def _abort_on_failure(self) -> Iterator[None]:
+        """Writes inside lose the file if they fail (a half-written header or
+        section cannot be undone): the temporary is removed and an ``OSError``
+        becomes one :class:`VideoWriteError` line; anything else is re-raised."""
+        try:
+            yield
+        except VideoWriteError:
+            raise  # from a nested write, already aborted and worded
+        except OSError as exc:
+            self.abort()
+            raise self._write_error(exc) from exc
+        except BaseException:
+            self.abort()
+            raise
+
     def _write_error(self, exc: OSError) -> VideoWriteError:
         """One clear line for a failed write (a full disk, a quota, an I/O
         error), naming the destination; the caller has removed the temporary."""
@@ -283,18 +288,11 @@ class GFixWriter:
         crc = zlib.crc32(head)
         for part in payload_parts:
             crc = zlib.crc32(part, crc)
-        try:
+        with self._abort_on_failure():
             self._file.write(head)
             for part in payload_parts:
                 self._file.write(part)
             self._file.write(crc.to_bytes(4, "little"))
-        except OSError as exc:
-            self.abort()
-            raise self._write_error(exc) from exc
-        except BaseException:
-            # A half-written section cannot be undone: the file is lost.
-            self.abort()
-            raise
         self._offset += len(head) + length + 4
 
 
