@@ -85,7 +85,7 @@ def _enhance_settings(args: argparse.Namespace):
     lmbda = args.lmbda if args.lmbda is not None else LAMBDA_PRESETS[args.rate_point]
     adapter = AdapterConfig(mode=args.adapter, patch=args.patch, overlap=args.overlap)
     train = TrainConfig(steps=args.enhance_steps, lmbda=lmbda, lr=args.lr, loss=args.loss, lpips_weights=args.lpips,
-                        l2_weight=args.l2_weight)
+                        l2_weight=args.l2_weight, vmaf_weight=args.vmaf_weight)
     bounds = {name: None if value < 0 else value
               for name, value in (("max_psnr_drop", args.max_psnr_drop), ("max_vmaf_drop", args.max_vmaf_drop))
               if value is not None}
@@ -273,6 +273,10 @@ def _add_enhance_options(parser: argparse.ArgumentParser) -> None:
                             "set-up installs), l2-msssim, or auto = difix when the weights are found (default)")
     group.add_argument("--l2-weight", type=float, help="weight of the loss's L2 term (default: the base's; "
                                                         "SD-Turbo: Difix's 1, the tiny stand-in: its measured value)")
+    group.add_argument("--vmaf-weight", type=float, metavar="W",
+                       help="weight of the fidelity term W x (1 - VMAF-NEG/100) added to the training loss, so the "
+                            "adapter pays for detail VMAF counts as lost (default: the base's; SD-Turbo: 0 as in "
+                            "the paper, the tiny stand-in: its measured value; 0: off)")
     group.add_argument("--lpips", help="LPIPS-VGG weights file for the difix loss (default: the installed one)")
     group.add_argument("--max-psnr-drop", type=float, metavar="DB",
                        help="fidelity bound: the encoder scales the enhancer's change to luma and to chroma down "

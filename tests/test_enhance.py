@@ -1,6 +1,7 @@
 """GFix enhancer: base loading, mLoRA, adapter coding, training, decoding."""
 
 import dataclasses
+import os
 import subprocess
 import sys
 
@@ -274,8 +275,8 @@ def test_cli_enhance_params_and_base(tiny_base_dir, tmp_path, capsys):
     out = tmp_path / "out.gfix"
     assert gfix_main(["encode", str(source), "-o", str(out), "--preset", "fast", "--gaussians", "200", "-q",
                       "--enhance", "--base", str(tiny_base_dir), "--enhance-steps", "3", "--patch", "64",
-                      "--device", "cpu"]) == 0
-    assert "enhancer:" in capsys.readouterr().out
+                      "--device", "cpu", "--vmaf-weight", "2"]) == 0
+    assert "+ 2 (1 - VMAF-NEG/100)" in capsys.readouterr().out  # the summary names the loss it trained
     assert gfix_main(["decode", str(out), "-o", str(tmp_path / "dec"), "--base", str(tiny_base_dir)]) == 0
     assert len(list((tmp_path / "dec").glob("*.png"))) == 2
     assert gfix_main(["params", "--table"]) == 0
@@ -331,6 +332,61 @@ def test_difix_loss_matches_an_independent_computation(seeded_vgg_weights, l2_we
     assert float(loss_fn(target, target)) == pytest.approx(0.0, abs=1e-6)
 
 
+def _degraded(frames: np.ndarray) -> dict[str, np.ndarray]:
+    """Blur, noise and an unsharp mask (enhancement gain, which VMAF-NEG must not reward) of uint8 frames."""
+    f = frames.astype(np.float32)
+    blur = (f + np.roll(f, 1, 1) + np.roll(f, -1, 1) + np.roll(f, 1, 2) + np.roll(f, -1, 2)) / 5
+    noise = f + np.random.default_rng(0).normal(0, 6, f.shape)
+    sharp = f + 1.5 * (f - blur)
+    return {name: np.clip(np.round(a), 0, 255).astype(np.uint8)
+            for name, a in (("blur", blur), ("noise", noise), ("sharp", sharp))}
+
+
+def test_vmaf_fidelity_term_agrees_with_libvmaf():
+    """The loss's VMAF-NEG (vmaf-torch, on float BT.601 luma) against libvmaf's
+    vmaf_v0.6.1neg on the same frames, one frame per call (so libvmaf's motion
+    is 0, as the term's): within 0.25 points for blur, noise and sharpening,
+    and sharpening is not rewarded (NEG) while plain VMAF rewards it."""
+    from gfix_sdk.enhance.losses import VmafNeg
+    from gfix_sdk.io import load_bundled_clip
+    from gfix_sdk.metrics.vmaf import SequenceVMAF
+
+    frames, _ = load_bundled_clip(max_frames=2)
+    neg_lib, plain_lib = SequenceVMAF.load(model="vmaf_v0.6.1neg"), SequenceVMAF.load()
+    term = VmafNeg()
+    to = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255  # noqa: E731
+    for name, distorted in _degraded(frames).items():
+        with torch.no_grad():
+            ours = term(to(distorted), to(frames)).numpy()
+        assert ours.shape == (len(frames),)
+        for i in range(len(frames)):
+            lib = neg_lib(frames[i:i + 1], distorted[i:i + 1]).value
+            assert abs(ours[i] - lib) < 0.25, (name, i, ours[i], lib)  # measured <= 0.12
+        if name == "sharp":
+            plain = plain_lib(frames[:1], distorted[:1]).value
+            assert plain > neg_lib(frames[:1], distorted[:1]).value + 2  # gain that NEG refuses
+
+
+def test_vmaf_term_is_added_to_the_loss_with_its_weight():
+    from gfix_sdk.enhance.losses import DistortionLoss, VmafNeg, make_loss
+
+    gen = torch.Generator().manual_seed(2)
+    target = torch.rand(2, 3, 64, 72, generator=gen)
+    output = (target + 0.05 * torch.randn(2, 3, 64, 72, generator=gen)).clamp(0, 1).requires_grad_(True)
+    plain, with_term = DistortionLoss(None, l2_weight=30), DistortionLoss(None, l2_weight=30, vmaf_weight=3)
+    assert plain.vmaf is None and with_term.description == "30 L2 + (1 - MS-SSIM) + 3 (1 - VMAF-NEG/100)"
+    with torch.no_grad():
+        score = VmafNeg()(output, target)
+    assert 0 < float(score.mean()) < 100
+    loss = with_term(output, target)
+    torch.testing.assert_close(loss.detach(), plain(output, target).detach() + 3 * (1 - score.mean() / 100))
+    loss.backward()
+    assert output.grad is not None and torch.isfinite(output.grad).all() and output.grad.abs().sum() > 0
+    assert make_loss("l2-msssim", vmaf_weight=2).vmaf_weight == 2
+    with pytest.raises(ValueError, match="vmaf_weight"):
+        DistortionLoss(None, vmaf_weight=-1)
+
+
 def test_loss_choice_follows_the_installed_weights(seeded_vgg_weights, monkeypatch, tmp_path):
     from gfix_sdk.enhance.losses import make_loss
 
@@ -363,6 +419,11 @@ def test_training_defaults_resolve_per_base(tiny_base_dir, random_base_dir):
         assert (adapter.patch, adapter.overlap) == (base.defaults.patch, base.defaults.overlap)
     # What the user gives wins; an unset overlap follows a smaller patch.
     assert TrainConfig(lr=0.01, steps=7).resolved(tiny.defaults).lr == 0.01
+    assert TrainConfig().resolved(paper.defaults).vmaf_weight == 0  # the paper's loss has no VMAF term
+    assert TrainConfig().resolved(tiny.defaults).vmaf_weight == TINY_DEFAULTS.vmaf_weight > 0
+    assert TrainConfig(vmaf_weight=0).resolved(tiny.defaults).vmaf_weight == 0
+    with pytest.raises(ValueError, match="vmaf_weight"):
+        TrainConfig(vmaf_weight=-0.5)
     assert AdapterConfig(patch=64).resolved(paper.defaults).overlap == 16
     assert Enhancer(load_base(tiny_base_dir), AdapterConfig()).config.patch == TINY_DEFAULTS.patch
 
@@ -709,3 +770,25 @@ def test_stand_in_enhancer_makes_bundled_frames_better(tiny_base_dir, tmp_path, 
     vmaf = SequenceVMAF.load()  # dev installs have imageio-ffmpeg's libvmaf
     gaussian_vmaf, enhanced_vmaf = (vmaf(frames, decoded[e]).value for e in (False, True))
     assert enhanced_vmaf >= gaussian_vmaf - DEFAULT_MAX_VMAF_DROP
+
+
+def test_fidelity_bounds_convert_the_originals_once(monkeypatch):
+    """The VMAF bound scores many candidate strengths against one video: the
+    originals go to libvmaf's y4m once, and closing the bounds deletes that file."""
+    import gfix_sdk.metrics.vmaf as vmaf_module
+    from gfix_sdk.enhance.pipeline import FidelityBounds
+    from gfix_sdk.io import load_bundled_clip
+
+    frames, _ = load_bundled_clip(max_frames=2, size=(160, 90))
+    rendered = np.clip(frames.astype(np.int16) + 6, 0, 255).astype(np.uint8)
+    written = []
+    original_write = vmaf_module.write_y4m
+    monkeypatch.setattr(vmaf_module, "write_y4m", lambda handle, *a, **k: written.append(handle.name) or
+                        original_write(handle, *a, **k))
+    with FidelityBounds.measure(frames, rendered, 0.4, 0.5) as bounds:
+        assert bounds.vmaf_floor is not None
+        converted = len(written)  # the originals (after SequenceVMAF.load's own probe)
+        assert bounds.keeps_vmaf(rendered) and bounds.keeps_vmaf(frames)
+        assert not bounds.keeps_vmaf(np.zeros_like(frames))
+        assert len(written) == converted and os.path.exists(written[-1])
+    assert not os.path.exists(written[-1])

@@ -70,6 +70,8 @@ class BaseDefaults:
     crop: int | None = None  #: side of the training crops (None: the patch)
     #: Weight of the pixel (L2) term in Difix's loss (Difix and the paper: 1).
     l2_weight: float = 1.0
+    #: Weight of the VMAF-NEG fidelity term (gfix_sdk.enhance.losses; the paper: none).
+    vmaf_weight: float = 0.0
     source: str = "the paper's SD-Turbo settings"  #: where these values come from
 
     @classmethod

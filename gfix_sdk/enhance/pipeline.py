@@ -137,7 +137,8 @@ def fit_adapter(
     device = torch.device(settings.device) if settings.device else default_device()
     enhancer = Enhancer(base, settings.adapter).to(device)
     train = settings.train.resolved(base.defaults)
-    loss_fn = make_loss(train.loss, train.lpips_weights, l2_weight=train.l2_weight).to(device)
+    loss_fn = make_loss(train.loss, train.lpips_weights, l2_weight=train.l2_weight,
+                        vmaf_weight=train.vmaf_weight).to(device)
     result = train_enhancer(enhancer, rendered, originals, train, loss_fn=loss_fn, progress=progress)
     enhancer.eval()
     config = enhancer.config
@@ -152,21 +153,21 @@ def fit_adapter(
         return payload, coded, enhanced
 
     payload, coded, enhanced = code_and_enhance()
-    bounds = FidelityBounds.measure(originals, rendered, settings.max_psnr_drop, settings.max_vmaf_drop)
     strengths, note = (1.0, 1.0), ""
-    if bounds.active:
-        candidates = rank_strengths(candidate_strengths(rendered, enhanced, bounds), rendered, enhanced, originals,
-                                    loss_fn)
-        for strengths in candidates:  # the best first; the exact re-enhanced frames must keep the bounds too
-            if strengths != (1.0, 1.0):
-                with torch.no_grad():
-                    enhancer.strength.copy_(torch.tensor(strengths))
-                payload, coded, enhanced = code_and_enhance()
-            if bounds.kept_by(enhanced):
-                break
-        else:
-            strengths = (0.0, 0.0)
-        note = bounds.describe()
+    with FidelityBounds.measure(originals, rendered, settings.max_psnr_drop, settings.max_vmaf_drop) as bounds:
+        if bounds.active:
+            candidates = rank_strengths(candidate_strengths(rendered, enhanced, bounds), rendered, enhanced,
+                                        originals, loss_fn)
+            for strengths in candidates:  # the best first; the exact re-enhanced frames must keep the bounds too
+                if strengths != (1.0, 1.0):
+                    with torch.no_grad():
+                        enhancer.strength.copy_(torch.tensor(strengths))
+                    payload, coded, enhanced = code_and_enhance()
+                if bounds.kept_by(enhanced):
+                    break
+            else:
+                strengths = (0.0, 0.0)
+            note = bounds.describe()
     decision = decide(originals, rendered, enhanced, loss_fn, lmbda=train.lmbda,
                       adapter_bits=8 * len(payload), always_keep=settings.always_keep)
     if strengths == (0.0, 0.0):
@@ -198,7 +199,10 @@ def mean_psnr(frames: np.ndarray, originals: np.ndarray) -> float:
 @dataclass
 class FidelityBounds:
     """The encoder's fidelity bounds on one video: floors for mean PSNR and
-    mean VMAF, measured on the Gaussian frames (the encoder's own reconstruction)."""
+    mean VMAF, measured on the Gaussian frames (the encoder's own reconstruction).
+
+    A context manager: the originals are converted for libvmaf once, into a
+    temporary file that :meth:`close` deletes."""
 
     originals: np.ndarray
     psnr_floor: float | None  #: dB; None: no PSNR bound
@@ -207,6 +211,7 @@ class FidelityBounds:
     max_vmaf_drop: float | None
     vmaf_missing: str = ""  #: why the asked-for VMAF bound is not applied
     _vmaf: Callable[[np.ndarray], float] | None = None
+    _close: Callable[[], None] | None = None
 
     @classmethod
     def measure(cls, originals: np.ndarray, rendered: np.ndarray, max_psnr_drop: float | None,
@@ -222,11 +227,30 @@ class FidelityBounds:
             except MetricUnavailable as exc:
                 missing = str(exc)
             else:
-                def vmaf(frames: np.ndarray) -> float:
-                    return float(scorer(originals, frames).value)
+                reference = scorer.reference(originals)
 
-                vmaf_floor = vmaf(rendered) - max_vmaf_drop
-        return cls(originals, psnr_floor, vmaf_floor, max_psnr_drop, max_vmaf_drop, missing, vmaf)
+                def vmaf(frames: np.ndarray) -> float:
+                    return float(scorer(reference, frames).value)
+
+                try:
+                    vmaf_floor = vmaf(rendered) - max_vmaf_drop
+                except BaseException:
+                    reference.close()
+                    raise
+                return cls(originals, psnr_floor, vmaf_floor, max_psnr_drop, max_vmaf_drop, missing, vmaf,
+                           reference.close)
+        return cls(originals, psnr_floor, vmaf_floor, max_psnr_drop, max_vmaf_drop, missing)
+
+    def close(self) -> None:
+        """Delete the converted originals (idempotent)."""
+        if self._close is not None:
+            self._close()
+
+    def __enter__(self) -> FidelityBounds:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     @property
     def active(self) -> bool:

@@ -54,7 +54,7 @@ from gfix_sdk.enhance.base import (
 SHIPPED = Path(__file__).resolve().parents[1] / "data" / "tiny_sd"
 #: Per-video training defaults of the stand-in, recorded in its gfix/defaults.json
 #: (measured on held-out training sequences; see the closing note of the issue).
-TINY_DEFAULTS = BaseDefaults(patch=192, overlap=32, lr=0.005, steps=300, crop=96, l2_weight=30.0,
+TINY_DEFAULTS = BaseDefaults(patch=192, overlap=32, lr=0.005, steps=300, crop=96, l2_weight=30.0, vmaf_weight=1.0,
                              source="measured on the tiny stand-in (python -m gfix_sdk.enhance.tiny)")
 
 

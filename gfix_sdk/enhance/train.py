@@ -45,6 +45,7 @@ class TrainConfig:
     step_search: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)  #: multipliers tried after training
     loss: str = "auto"  #: "auto", "difix" or "l2-msssim" (see gfix_sdk.enhance.losses.make_loss)
     l2_weight: float | None = None  #: weight of the loss's L2 term; None: the base's default (Difix's 1)
+    vmaf_weight: float | None = None  #: weight of the VMAF-NEG fidelity term; None: the base's default (0: none)
     lpips_weights: str | None = None  #: LPIPS-VGG weights file; None: the installed one
     seed: int = 0
     autocast: bool = True  #: bf16 autocast on CUDA (ignored on CPU)
@@ -54,6 +55,8 @@ class TrainConfig:
             raise ValueError("steps >= 0 and lr > 0 are required")
         if self.crop is not None and (self.crop < 8 or self.crop % 8):
             raise ValueError(f"crop must be a positive multiple of 8, got {self.crop}")
+        if self.vmaf_weight is not None and not self.vmaf_weight >= 0:
+            raise ValueError(f"vmaf_weight must be >= 0, got {self.vmaf_weight}")
         if self.batch < 1 or self.lmbda <= 0 or self.step <= 0:
             raise ValueError("batch >= 1 and positive lmbda and step are required")
 
@@ -62,7 +65,8 @@ class TrainConfig:
         return replace(self, steps=self.steps if self.steps is not None else defaults.steps,
                        lr=self.lr if self.lr is not None else defaults.lr,
                        crop=self.crop if self.crop is not None else defaults.crop,
-                       l2_weight=self.l2_weight if self.l2_weight is not None else defaults.l2_weight)
+                       l2_weight=self.l2_weight if self.l2_weight is not None else defaults.l2_weight,
+                       vmaf_weight=self.vmaf_weight if self.vmaf_weight is not None else defaults.vmaf_weight)
 
 
 @dataclass
@@ -108,7 +112,8 @@ def train_enhancer(
     sampler = CropSampler(rendered, original, config.crop or enhancer.config.patch, config.seed)
     pixels = float(np.prod(rendered.shape[:3]))
     if loss_fn is None:
-        loss_fn = make_loss(config.loss, config.lpips_weights, l2_weight=config.l2_weight)
+        loss_fn = make_loss(config.loss, config.lpips_weights, l2_weight=config.l2_weight,
+                            vmaf_weight=config.vmaf_weight or 0.0)
     loss_fn = loss_fn.to(device)
     rate = LaplaceRate(GROUPS).to(device)
     steps = {g: config.step for g in GROUPS}
