@@ -21,6 +21,12 @@ def _load(name: str) -> tuple[ModuleType | None, str | None]:
     try:
         return importlib.import_module(f"gfix_sdk.{name}"), None
     except ImportError as exc:  # not built, or built for another Python
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, KeyboardInterrupt):
+            # Ctrl-C (or SIGTERM, see gfix_sdk._signals) while the module initialised: pybind11
+            # reports it as "initialization failed". An interruption, not a missing build, and
+            # not to be cached as one.
+            raise cause from None
         return None, f"{type(exc).__name__}: {exc}"
 
 

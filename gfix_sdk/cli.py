@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from gfix_sdk._signals import exit_status, termination_raises
+from gfix_sdk._signals import exit_status, forget_handled_interrupt, termination_raises
 from gfix_sdk.errors import GFixError
 
 EPILOG = """examples:
@@ -430,6 +430,7 @@ def run_command(args: argparse.Namespace, prog: str) -> int:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:
+        forget_handled_interrupt()  # the status below is the answer, also under `python -m`
         print(f"{prog}: interrupted ({getattr(args, 'interrupted', 'no output was written')})", file=sys.stderr)
         return exit_status(exc)
 

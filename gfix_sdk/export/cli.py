@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gfix_sdk._signals import exit_status, termination_raises
+from gfix_sdk._signals import exit_status, forget_handled_interrupt, termination_raises
 from gfix_sdk.errors import GFixError
 
 EPILOG = """examples:
@@ -114,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gfix-export: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:
+        forget_handled_interrupt()  # the status below is the answer, also under `python -m`
         print("gfix-export: interrupted (no export was written)", file=sys.stderr)
         return exit_status(exc)
     print(f"exported {record['onnx']} ({record['onnx_bytes'] / 1e6:.1f} MB, {record['folded_weights']} folded "
