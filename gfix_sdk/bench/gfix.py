@@ -9,8 +9,10 @@ decoded twice with :class:`~gfix_sdk.runtime.Decoder`: without enhancement
 with it (GFix's point: the whole file, adapter included). When the encoder's
 do-no-harm decision drops the adapter, GFix's point is the plain Gaussian
 stream. Both are scored with PSNR, MS-SSIM, LPIPS (AlexNet; the installed
-weights or ``--lpips``) and VMAF (libvmaf), and BD-rates of GFix against the
-Gaussian codec are given per metric (LPIPS lower-is-better).
+weights or ``--lpips``), VMAF (libvmaf's ``vmaf_v0.6.1``) and VMAF-NEG
+(its no-enhancement-gain model: a VMAF gain bought by sharpening or contrast
+shows as a gap between the two), and BD-rates of GFix against the Gaussian
+codec are given per metric (LPIPS lower-is-better).
 
 Targets (GFix's promise on this clip): LPIPS BD-rate <= -25 %, VMAF BD-rate
 <= +5 %, and PSNR at every point at most 0.5 dB below the Gaussian codec's.
@@ -38,7 +40,7 @@ VMAF_BD_TARGET = 5.0  #: percent, at most
 PSNR_DROP_TARGET = 0.5  #: dB, at most, at every rate point
 
 
-def _scores(reference: np.ndarray, decoded: np.ndarray, fps: float, lpips, vmaf) -> dict[str, float]:
+def _scores(reference: np.ndarray, decoded: np.ndarray, fps: float, lpips, vmaf, vmaf_neg=None) -> dict[str, float]:
     from gfix_sdk.metrics import sequence_metrics
 
     m = sequence_metrics(reference, decoded)
@@ -47,6 +49,8 @@ def _scores(reference: np.ndarray, decoded: np.ndarray, fps: float, lpips, vmaf)
         scores["lpips"] = lpips(reference, decoded).value
     if vmaf is not None:
         scores["vmaf"] = vmaf(reference, decoded, fps=fps).value
+    if vmaf_neg is not None:
+        scores["vmaf_neg"] = vmaf_neg(reference, decoded, fps=fps).value
     return scores
 
 
@@ -91,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gfix_sdk.io import load_bundled_clip
     from gfix_sdk.metrics import MetricUnavailable, SequenceLPIPS, SequenceVMAF, bd_rate
 
-    lpips = vmaf = None
+    lpips = vmaf = vmaf_neg = None
     notes = []
     try:
         lpips = SequenceLPIPS.load(args.lpips, net="alex")
@@ -100,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_vmaf:
         try:
             vmaf = SequenceVMAF.load()
+            vmaf_neg = SequenceVMAF.load(model="vmaf_v0.6.1neg")
         except MetricUnavailable as exc:
             notes.append(str(exc))
     frames, info = load_bundled_clip(max_frames=args.frames)
@@ -133,10 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                "kept": decision.kept if enhance else None,
                                "strengths": [decision.luma_strength, decision.chroma_strength] if enhance else None,
                                "t": float(report.training.history[-1]["t"]) if enhance else None,
-                               **_scores(frames, decoded, info.fps, lpips, vmaf)})
+                               **_scores(frames, decoded, info.fps, lpips, vmaf, vmaf_neg)})
             print(f"N={n}: {decision.reason} ({time.perf_counter() - start:.0f} s)", flush=True)
 
-    metrics = ["psnr", "ms_ssim"] + (["lpips"] if lpips is not None else []) + (["vmaf"] if vmaf is not None else [])
+    metrics = (["psnr", "ms_ssim"] + (["lpips"] if lpips is not None else [])
+               + (["vmaf"] if vmaf is not None else []) + (["vmaf_neg"] if vmaf_neg is not None else []))
     rows = [[p["codec"], p["gaussians"], p["kbps"], p["adapter_bytes"]] + [p[m] for m in metrics] for p in points]
     print(f"\nBundled clip {info.width}x{info.height}, {len(frames)} frames; enhancer base: "
           f"{args.base or 'the tiny pretrained stand-in'}; lambda preset {args.rate_point}")
