@@ -29,9 +29,9 @@ import torch
 from pytorch_msssim import ms_ssim, ssim
 from torch import Tensor, nn
 
+from gfix_sdk.io.yuv import KB, KG, KR  # the BT.601 conversion the VMAF metric's y4m uses
+
 GRAM_WEIGHT = 0.5
-#: BT.601 luma weights (as gfix_sdk.io.yuv): VMAF reads the limited-range Y plane.
-_KR, _KB = 0.299, 0.114
 
 
 def _gram(features: Tensor) -> Tensor:
@@ -95,8 +95,7 @@ class VmafNeg(nn.Module):
     def luma(rgb: Tensor) -> Tensor:
         """BT.601 limited-range Y in [16, 235] of RGB in [0, 1] (clamped first, as the frames are stored)."""
         rgb = rgb.clamp(0, 1).float()
-        kg = 1 - _KR - _KB
-        return 16 + 219 * (_KR * rgb[:, 0:1] + kg * rgb[:, 1:2] + _KB * rgb[:, 2:3])
+        return 16 + 219 * (KR * rgb[:, 0:1] + KG * rgb[:, 1:2] + KB * rgb[:, 2:3])
 
     def forward(self, output: Tensor, target: Tensor) -> Tensor:
         return self.model(self.luma(target), self.luma(output)).reshape(-1)
