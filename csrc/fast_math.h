@@ -49,4 +49,15 @@ inline float exp_nonpositive(float x) {
   return negligible ? 0.0f : p * scale;
 }
 
+// A pixel value to uint8: clamp to [0, 1], scale by 255, round half to even
+// (torch's clamp -> * 255 -> round -> uint8, bit for bit). NaN becomes 0.
+// Adding and removing 1.5 * 2^23 rounds to an integer in the default rounding
+// mode (half to even) and, unlike std::nearbyint, vectorises.
+inline uint8_t unit_to_uint8(float x) {
+  float v = x > 0.0f ? x : 0.0f;  // NaN compares false: 0
+  v = v < 1.0f ? v : 1.0f;
+  constexpr float kRound = 12582912.0f;
+  return static_cast<uint8_t>(static_cast<int>((v * 255.0f + kRound) - kRound));
+}
+
 }  // namespace gfix

@@ -22,6 +22,13 @@ RasterStats rasterize_forward_cpu(const float* means, const float* chol,
                                   const float* colors, int64_t n, int height,
                                   int width, float* out, int num_threads);
 
+// The same image written as uint8 (gfix::unit_to_uint8 of each float value:
+// the decoder's to_uint8) without a float image in memory: a 1080p float image
+// is 25 MB written and read back.
+RasterStats rasterize_forward_u8_cpu(const float* means, const float* chol,
+                                     const float* colors, int64_t n, int height,
+                                     int width, uint8_t* out, int num_threads);
+
 // grad_out [H, W, 3]  ->  grad_means [N, 2], grad_chol [N, 3], grad_colors [N, 3]
 // (each overwritten; any may be nullptr to skip it).
 RasterStats rasterize_backward_cpu(const float* means, const float* chol,

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #ifdef _OPENMP
@@ -58,31 +59,59 @@ struct TileBins {
   std::vector<int32_t> ids;      // [intersections], Gaussian index order per tile
 };
 
+// Bins the live Gaussians by tile, in index order within each tile. Each
+// thread counts and then writes one contiguous range of Gaussians, its write
+// cursors starting after the earlier ranges' entries: the same ids as a
+// serial pass, for any thread count.
 void bin_tiles(const std::vector<GaussianSetup>& setups,
                const std::vector<uint8_t>& live, int height, int width,
-               TileBins& bins) {
+               TileBins& bins, int threads) {
   bins.tiles_x = (width + kTileSize - 1) / kTileSize;
   bins.tiles_y = (height + kTileSize - 1) / kTileSize;
   const int64_t num_tiles = static_cast<int64_t>(bins.tiles_x) * bins.tiles_y;
-  bins.offsets.assign(static_cast<size_t>(num_tiles + 1), 0);
   const int64_t n = static_cast<int64_t>(setups.size());
-  for (int64_t i = 0; i < n; ++i) {
-    if (!live[i]) continue;
-    const GaussianSetup& g = setups[i];
-    for (int ty = g.y0 / kTileSize; ty <= g.y1 / kTileSize; ++ty)
-      for (int tx = g.x0 / kTileSize; tx <= g.x1 / kTileSize; ++tx)
-        ++bins.offsets[static_cast<size_t>(ty) * bins.tiles_x + tx + 1];
+  // Small frames: one range (a per-thread table of all tiles would cost more than it saves).
+  const int ranges = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, n / 2048)));
+  std::vector<int64_t> counts(static_cast<size_t>(ranges) * num_tiles, 0);
+  auto range_of = [&](int r) {
+    return std::make_pair(n * r / ranges, n * (r + 1) / ranges);
+  };
+#pragma omp parallel for schedule(static, 1) num_threads(ranges)
+  for (int r = 0; r < ranges; ++r) {
+    int64_t* count = counts.data() + static_cast<size_t>(r) * num_tiles;
+    const auto [first, last] = range_of(r);
+    for (int64_t i = first; i < last; ++i) {
+      if (!live[i]) continue;
+      const GaussianSetup& g = setups[i];
+      for (int ty = g.y0 / kTileSize; ty <= g.y1 / kTileSize; ++ty)
+        for (int tx = g.x0 / kTileSize; tx <= g.x1 / kTileSize; ++tx)
+          ++count[static_cast<size_t>(ty) * bins.tiles_x + tx];
+    }
   }
-  for (int64_t t = 0; t < num_tiles; ++t) bins.offsets[t + 1] += bins.offsets[t];
+  // Tile offsets, then each range's cursor (counts becomes the cursors in place).
+  bins.offsets.assign(static_cast<size_t>(num_tiles + 1), 0);
+  for (int64_t t = 0; t < num_tiles; ++t) {
+    int64_t cursor = bins.offsets[t];
+    for (int r = 0; r < ranges; ++r) {
+      int64_t& c = counts[static_cast<size_t>(r) * num_tiles + t];
+      const int64_t here = c;
+      c = cursor;
+      cursor += here;
+    }
+    bins.offsets[t + 1] = cursor;
+  }
   bins.ids.resize(static_cast<size_t>(bins.offsets[num_tiles]));
-  std::vector<int64_t> cursor(bins.offsets.begin(), bins.offsets.end() - 1);
-  for (int64_t i = 0; i < n; ++i) {
-    if (!live[i]) continue;
-    const GaussianSetup& g = setups[i];
-    for (int ty = g.y0 / kTileSize; ty <= g.y1 / kTileSize; ++ty)
-      for (int tx = g.x0 / kTileSize; tx <= g.x1 / kTileSize; ++tx)
-        bins.ids[cursor[static_cast<size_t>(ty) * bins.tiles_x + tx]++] =
-            static_cast<int32_t>(i);
+#pragma omp parallel for schedule(static, 1) num_threads(ranges)
+  for (int r = 0; r < ranges; ++r) {
+    int64_t* cursor = counts.data() + static_cast<size_t>(r) * num_tiles;
+    const auto [first, last] = range_of(r);
+    for (int64_t i = first; i < last; ++i) {
+      if (!live[i]) continue;
+      const GaussianSetup& g = setups[i];
+      for (int ty = g.y0 / kTileSize; ty <= g.y1 / kTileSize; ++ty)
+        for (int tx = g.x0 / kTileSize; tx <= g.x1 / kTileSize; ++tx)
+          bins.ids[cursor[static_cast<size_t>(ty) * bins.tiles_x + tx]++] = static_cast<int32_t>(i);
+    }
   }
 }
 
@@ -107,54 +136,113 @@ std::vector<int32_t> spatial_order(const std::vector<GaussianSetup>& setups,
   return order;
 }
 
-// Adds one Gaussian's contribution to a tile's planar accumulator.
-// (X, Y): tile origin in pixels; tw, th: tile extent inside the image.
-inline void splat_into_tile(const GaussianSetup& g, const float* color, int X,
-                            int Y, int tw, int th, float* acc_r, float* acc_g,
-                            float* acc_b) {
+// Adds one Gaussian's contribution to lanes [Offset, Offset + Lanes) of a
+// tile's planar accumulator (the lanes outside its box get w = 0).
+template <int Lanes, int Offset>
+inline void splat_lanes(const GaussianSetup& g, const float* color, int X, int Y, int lo, int hi, int r0, int r1,
+                        float* acc_r, float* acc_g, float* acc_b) {
   constexpr int T = kTileSize;
-  const int lo = std::max(g.x0, X) - X;
-  const int hi = std::min(g.x1, X + tw - 1) - X;
-  const int r0 = std::max(g.y0, Y), r1 = std::min(g.y1, Y + th - 1);
-  if (lo > hi || r0 > r1) return;
   // Everything that depends only on the column, computed once per tile.
-  alignas(64) float u[T], bu[T], uu[T], mask[T];
-  for (int lx = 0; lx < T; ++lx) {
+  alignas(64) float bu[Lanes], uu[Lanes], mask[Lanes];
+  for (int k = 0; k < Lanes; ++k) {
+    const int lx = Offset + k;
     const float dx = (static_cast<float>(X + lx) + 0.5f) - g.mx;
-    u[lx] = dx * g.ia;
-    bu[lx] = g.b * u[lx];
-    uu[lx] = u[lx] * u[lx];
-    mask[lx] = (lx >= lo && lx <= hi) ? 1.0f : 0.0f;
+    const float u = dx * g.ia;
+    bu[k] = g.b * u;
+    uu[k] = u * u;
+    mask[k] = (lx >= lo && lx <= hi) ? 1.0f : 0.0f;
   }
   const float cr = color[0], cg = color[1], cb = color[2];
   for (int y = r0; y <= r1; ++y) {
     const float dy = (static_cast<float>(y) + 0.5f) - g.my;
-    float* __restrict pr = acc_r + (y - Y) * T;
-    float* __restrict pg = acc_g + (y - Y) * T;
-    float* __restrict pb = acc_b + (y - Y) * T;
+    float* __restrict pr = acc_r + (y - Y) * T + Offset;
+    float* __restrict pg = acc_g + (y - Y) * T + Offset;
+    float* __restrict pb = acc_b + (y - Y) * T + Offset;
 #pragma omp simd
-    for (int lx = 0; lx < T; ++lx) {
-      const float v = (dy - bu[lx]) * g.ic;
-      const float w = exp_nonpositive(-0.5f * madd(v, v, uu[lx])) * mask[lx];
-      pr[lx] = madd(w, cr, pr[lx]);
-      pg[lx] = madd(w, cg, pg[lx]);
-      pb[lx] = madd(w, cb, pb[lx]);
+    for (int k = 0; k < Lanes; ++k) {
+      const float v = (dy - bu[k]) * g.ic;
+      const float w = exp_nonpositive(-0.5f * madd(v, v, uu[k])) * mask[k];
+      pr[k] = madd(w, cr, pr[k]);
+      pg[k] = madd(w, cg, pg[k]);
+      pb[k] = madd(w, cb, pb[k]);
     }
   }
 }
 
-}  // namespace
+// Adds one Gaussian's contribution to a tile's planar accumulator.
+// (X, Y): tile origin in pixels; tw, th: tile extent inside the image.
+// A box inside one half of the tile's columns (most boxes at a tile's edge)
+// is computed on those 8 lanes only: the other half would add exact zeros.
+inline void splat_into_tile(const GaussianSetup& g, const float* color, int X,
+                            int Y, int tw, int th, float* acc_r, float* acc_g,
+                            float* acc_b) {
+  constexpr int T = kTileSize;
+  constexpr int H = T / 2;
+  const int lo = std::max(g.x0, X) - X;
+  const int hi = std::min(g.x1, X + tw - 1) - X;
+  const int r0 = std::max(g.y0, Y), r1 = std::min(g.y1, Y + th - 1);
+  if (lo > hi || r0 > r1) return;
+  if (hi < H)
+    splat_lanes<H, 0>(g, color, X, Y, lo, hi, r0, r1, acc_r, acc_g, acc_b);
+  else if (lo >= H)
+    splat_lanes<H, H>(g, color, X, Y, lo, hi, r0, r1, acc_r, acc_g, acc_b);
+  else
+    splat_lanes<T, 0>(g, color, X, Y, lo, hi, r0, r1, acc_r, acc_g, acc_b);
+}
 
-RasterStats rasterize_forward_cpu(const float* means, const float* chol,
-                                  const float* colors, int64_t n, int height,
-                                  int width, float* out, int num_threads) {
+// Writes one row of a tile's planar accumulator into the interleaved image
+// (float, or uint8 as the decoder shows it: converted on whole rows, which
+// vectorises, then interleaved).
+// A full row is a fixed-length loop, which the compiler turns into vector
+// shuffles and stores (the interleave dominates an empty tile's cost).
+template <typename Pixel>
+inline void interleave(const Pixel* r, const Pixel* g, const Pixel* b, int count, Pixel* dst) {
+  constexpr int T = kTileSize;
+  if (count == T) {
+#pragma omp simd
+    for (int x = 0; x < T; ++x) {
+      dst[3 * x + 0] = r[x];
+      dst[3 * x + 1] = g[x];
+      dst[3 * x + 2] = b[x];
+    }
+    return;
+  }
+  for (int x = 0; x < count; ++x) {
+    dst[3 * x + 0] = r[x];
+    dst[3 * x + 1] = g[x];
+    dst[3 * x + 2] = b[x];
+  }
+}
+// Writes a tile's planar accumulator acc[3][T * T] into the interleaved image
+// (float, or uint8 as the decoder shows it: the whole tile converted in one
+// vector loop, then interleaved row by row).
+inline void store_tile(const float (*acc)[kTileSize * kTileSize], int tw, int th, float* dst, int width) {
+  constexpr int T = kTileSize;
+  for (int ly = 0; ly < th; ++ly)
+    interleave(acc[0] + ly * T, acc[1] + ly * T, acc[2] + ly * T, tw, dst + static_cast<int64_t>(ly) * width * 3);
+}
+inline void store_tile(const float (*acc)[kTileSize * kTileSize], int tw, int th, uint8_t* dst, int width) {
+  constexpr int T = kTileSize;
+  alignas(64) uint8_t bytes[3][T * T];
+  const float* src = acc[0];
+  uint8_t* out = bytes[0];
+#pragma omp simd
+  for (int k = 0; k < 3 * T * T; ++k) out[k] = unit_to_uint8(src[k]);
+  for (int ly = 0; ly < th; ++ly)
+    interleave<uint8_t>(bytes[0] + ly * T, bytes[1] + ly * T, bytes[2] + ly * T, tw,
+                        dst + static_cast<int64_t>(ly) * width * 3);
+}
+
+template <typename Pixel>
+RasterStats forward_cpu(const float* means, const float* chol, const float* colors, int64_t n, int height,
+                        int width, Pixel* out, int num_threads) {
   const int threads = resolve_threads(num_threads);
   RasterStats stats;
   std::vector<GaussianSetup> setups;
   std::vector<uint8_t> live;
   setup_all(means, chol, n, height, width, setups, live, threads);
   TileBins bins;
-  bin_tiles(setups, live, height, width, bins);
+  bin_tiles(setups, live, height, width, bins, threads);
 
   const int64_t num_tiles = static_cast<int64_t>(bins.tiles_x) * bins.tiles_y;
   int64_t max_per_tile = 0;
@@ -173,14 +261,7 @@ RasterStats rasterize_forward_cpu(const float* means, const float* chol,
       splat_into_tile(setups[i], colors + 3 * static_cast<int64_t>(i), X, Y, tw,
                       th, acc[0], acc[1], acc[2]);
     }
-    for (int ly = 0; ly < th; ++ly) {
-      float* row = out + (static_cast<int64_t>(Y + ly) * width + X) * 3;
-      for (int lx = 0; lx < tw; ++lx) {
-        row[3 * lx + 0] = acc[0][ly * T + lx];
-        row[3 * lx + 1] = acc[1][ly * T + lx];
-        row[3 * lx + 2] = acc[2][ly * T + lx];
-      }
-    }
+    store_tile(acc, tw, th, out + (static_cast<int64_t>(Y) * width + X) * 3, width);
   }
   stats.num_intersections = static_cast<int64_t>(bins.ids.size());
   stats.max_per_tile = max_per_tile;
@@ -188,6 +269,20 @@ RasterStats rasterize_forward_cpu(const float* means, const float* chol,
       setups.size() * sizeof(GaussianSetup) + live.size() +
       bins.offsets.size() * sizeof(int64_t) * 2 + bins.ids.size() * sizeof(int32_t));
   return stats;
+}
+
+}  // namespace
+
+RasterStats rasterize_forward_cpu(const float* means, const float* chol,
+                                  const float* colors, int64_t n, int height,
+                                  int width, float* out, int num_threads) {
+  return forward_cpu(means, chol, colors, n, height, width, out, num_threads);
+}
+
+RasterStats rasterize_forward_u8_cpu(const float* means, const float* chol,
+                                     const float* colors, int64_t n, int height,
+                                     int width, uint8_t* out, int num_threads) {
+  return forward_cpu(means, chol, colors, n, height, width, out, num_threads);
 }
 
 RasterStats rasterize_backward_cpu(const float* means, const float* chol,
