@@ -106,6 +106,15 @@ class ByteReader:
     def remaining(self) -> int:
         return len(self._data) - self._pos
 
+    @property
+    def buffer(self) -> memoryview:
+        """All the bytes read from (positions as in :attr:`pos`), for native readers."""
+        return self._data
+
+    def skip(self, size: int, field: str = "bytes") -> None:
+        """Move past ``size`` bytes (read by someone else, e.g. a native reader)."""
+        self._take(size, field)
+
     def error(self, what: str) -> GFixFormatError:
         return GFixFormatError(f"{self._context}: {what} (at byte {self._base + self._pos})")
 
