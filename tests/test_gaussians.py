@@ -113,6 +113,33 @@ def test_predicted_round_trip_is_exact():
     assert ordered.num_gaussians == int(keep.sum()) + 40
 
 
+def test_format_1_frames_coded_with_constriction_still_decode(monkeypatch):
+    """Files written before the native rANS coder (stream info version 1,
+    every channel coded by constriction's ANS) decode to the same frames."""
+    from gfix_sdk.coding import Coder
+    from gfix_sdk.gaussians import code
+
+    spec = QuantSpec()
+    intra = quantize(random_frame(n=5000, seed=4), spec)  # long enough for several rANS lanes
+    new = quantize(random_frame(n=40, seed=5), spec)
+    frames = {}
+    for coder in (Coder.ANS, Coder.RANS):
+        monkeypatch.setattr(code, "_CODER", coder)
+        i_payload, ref = encode_intra(intra)
+        keep = torch.arange(ref.num_gaussians) % 5 != 0
+        p_payload, ordered = encode_predicted(ref, keep, ref.select(keep), new)
+        frames[coder] = (i_payload, p_payload, ref, ordered)
+    monkeypatch.undo()
+    (i_old, p_old, ref, ordered), (i_new, p_new, *_) = frames[Coder.ANS], frames[Coder.RANS]
+    assert i_old != i_new and abs(len(i_new) - len(i_old)) <= 0.005 * len(i_old) + 64
+    for i_payload, p_payload in ((i_old, p_old), (i_new, p_new)):
+        assert decode_frame(i_payload, None).equal(ref)
+        assert decode_frame(p_payload, ref).equal(ordered)
+    info_v1 = bytes([1]) + code.encode_stream_info(spec, gaussians=100, gop=8, encoder="test")[1:]
+    assert code.decode_stream_info(info_v1)[0] == code.decode_stream_info(
+        code.encode_stream_info(spec, gaussians=100, gop=8, encoder="test"))[0]
+
+
 def test_empty_frames_round_trip():
     empty = QuantizedFrame(torch.zeros(0, 2, dtype=torch.int64), torch.zeros(0, 3, dtype=torch.int64),
                            torch.zeros(0, 3, dtype=torch.int64))
@@ -178,3 +205,17 @@ def test_sequence_encoder_rejects_wrong_frames():
         enc.encode(np.zeros((90, 160, 3), dtype=np.float32))
     with pytest.raises(ValueError, match="gaussians"):
         SequenceConfig(gaussians=0)
+
+
+def test_native_to_uint8_equals_the_torch_operations():
+    """The decoder's fused uint8 conversion gives torch's bytes: ties (k + 0.5)
+    round to even, out-of-range values clamp, infinities saturate."""
+    from gfix_sdk.gaussians.reconstruct import to_uint8_reference
+
+    ties = (torch.arange(256, dtype=torch.float32) + 0.5) / 255
+    values = torch.cat([ties, torch.rand(90 * 160 * 3, generator=torch.Generator().manual_seed(0)) * 1.4 - 0.2,
+                        torch.tensor([-1e30, 1e30, float("inf"), float("-inf"), 0.0, 1.0, -0.0])])
+    for image in (values, values[: len(values) // 3 * 3].reshape(-1, 3)):
+        assert torch.equal(to_uint8(image), to_uint8_reference(image))
+    strided = values[::2]  # not contiguous: the torch path
+    assert torch.equal(to_uint8(strided), to_uint8_reference(strided))

@@ -17,7 +17,9 @@ Gaussians in reference order, then the new ones in their sorted order. Because
 residuals are integer differences on absolute grids, the decoder reproduces
 the encoder's frame exactly (closed loop).
 
-Every channel goes through :func:`gfix_sdk.coding.encode_symbols`.
+Every channel goes through :func:`gfix_sdk.coding.encode_symbols` with the
+native rANS coder (:attr:`gfix_sdk.coding.Coder.RANS`, stream version 2);
+version 1 streams, coded with constriction's ANS, still decode.
 """
 
 from __future__ import annotations
@@ -28,12 +30,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gfix_sdk.coding import ByteReader, ByteWriter, decode_symbols, encode_symbols
+from gfix_sdk.coding import ByteReader, ByteWriter, Coder, decode_channels, encode_symbols
 from gfix_sdk.gaussians.quantize import QuantizedFrame, QuantSpec
 
 MAX_GAUSSIANS = 1 << 22  # per frame; a guard against absurd counts in a bad file
 _GROUPS = ("means", "chol", "colors")
 _GROUP_COLS = {"means": 2, "chol": 3, "colors": 3}
+# Frames are decoded on every playback: the coder with the fast decoder.
+_CODER = Coder.RANS
+
+
+def _encode(values: Tensor) -> bytes:
+    return encode_symbols(values.cpu().numpy(), coder=_CODER)
 
 
 class FrameType(IntEnum):
@@ -49,13 +57,7 @@ def sort_order(q: QuantizedFrame) -> Tensor:
 
 def _write_channels(w: ByteWriter, values: Tensor) -> None:
     for column in values.T:
-        w.raw(encode_symbols(column.cpu().numpy()))
-
-
-def _read_channels(r: ByteReader, count: int, cols: int, field: str) -> Tensor:
-    columns = [decode_symbols(r, count, f"{field}[{k}]") for k in range(cols)]
-    data = np.stack(columns, axis=1) if count else np.zeros((0, cols), dtype=np.int64)
-    return torch.from_numpy(data)
+        w.raw(_encode(column))
 
 
 def _write_intra_block(w: ByteWriter, q: QuantizedFrame) -> None:
@@ -63,23 +65,34 @@ def _write_intra_block(w: ByteWriter, q: QuantizedFrame) -> None:
     w.varint(q.num_gaussians)
     y = q.means[:, 1]
     y_steps = torch.cat([y[:1], torch.diff(y)]) if len(y) else y
-    w.raw(encode_symbols(y_steps.cpu().numpy()))
-    w.raw(encode_symbols(q.means[:, 0].cpu().numpy()))
+    w.raw(_encode(y_steps))
+    w.raw(_encode(q.means[:, 0]))
     _write_channels(w, q.chol)
     _write_channels(w, q.colors)
 
 
-def _read_intra_block(r: ByteReader, limit: int) -> QuantizedFrame:
+# An intra block's channels in stream order, and the row of the frame's
+# channel-major (8, N) array (x, y, chol[0..2], colors[0..2]) each decodes into.
+_INTRA_FIELDS = ("y steps", "x", "chol[0]", "chol[1]", "chol[2]", "colors[0]", "colors[1]", "colors[2]")
+_INTRA_ROWS = (1, 0, 2, 3, 4, 5, 6, 7)
+
+
+def _read_intra_rows(r: ByteReader, limit: int) -> np.ndarray:
+    """An intra block as the channel-major (8, N) array."""
     count = r.varint("Gaussian count", maximum=limit)
-    y = torch.from_numpy(np.cumsum(decode_symbols(r, count, "y steps")))
-    if count > 1 and bool((y[1:] < y[:-1]).any()):
+    data = np.empty((8, count), dtype=np.int64)
+    decode_channels(r, count, _INTRA_FIELDS, [data[row] for row in _INTRA_ROWS])
+    y = data[1]  # decoded as steps
+    if count > 1 and y[1:].min() < 0:
         raise r.error("intra positions are not sorted (corrupted)")
-    x = torch.from_numpy(decode_symbols(r, count, "x"))
-    return QuantizedFrame(
-        means=torch.stack([x, y], dim=1) if count else torch.zeros((0, 2), dtype=torch.int64),
-        chol=_read_channels(r, count, 3, "chol"),
-        colors=_read_channels(r, count, 3, "colors"),
-    )
+    np.cumsum(y, out=y)
+    return data
+
+
+def _frame_view(data: np.ndarray) -> QuantizedFrame:
+    """The frame held by the channel-major rows of ``data`` (transposed views, no copy)."""
+    frame = torch.from_numpy(data)
+    return QuantizedFrame(means=frame[:2].T, chol=frame[2:5].T, colors=frame[5:].T)
 
 
 def encode_intra(q: QuantizedFrame) -> tuple[bytes, QuantizedFrame]:
@@ -116,7 +129,7 @@ def encode_predicted(
     w = ByteWriter()
     w.u8(int(FrameType.PREDICTED))
     w.varint(ref.num_gaussians)
-    w.raw(encode_symbols(keep.to(torch.int64).cpu().numpy()))
+    w.raw(_encode(keep.to(torch.int64)))
     ref_kept = ref.select(keep)
     modes = 0
     group_bytes = []
@@ -143,35 +156,44 @@ def decode_frame(payload: bytes, ref: QuantizedFrame | None, *, context: str = "
     r = ByteReader(payload, context=context)
     kind = r.u8("frame type")
     if kind == FrameType.INTRA:
-        q = _read_intra_block(r, MAX_GAUSSIANS)
+        q = _frame_view(_read_intra_rows(r, MAX_GAUSSIANS))
     elif kind == FrameType.PREDICTED:
         if ref is None:
             raise r.error("predicted frame without a reference frame")
         count = r.varint("reference Gaussian count", maximum=MAX_GAUSSIANS)
         if count != ref.num_gaussians:
             raise r.error(f"frame refers to {count} Gaussians but the reference has {ref.num_gaussians}")
-        keep_values = decode_symbols(r, count, "keep flags")
+        keep_values = np.empty(count, dtype=np.int64)
+        decode_channels(r, count, ["keep flags"], [keep_values])
         if count and (keep_values.min() < 0 or keep_values.max() > 1):
             raise r.error("keep flags must be 0 or 1")
-        keep = torch.from_numpy(keep_values.astype(bool))
-        ref_kept = ref.select(keep)
-        kept_count = ref_kept.num_gaussians
+        kept_index = np.flatnonzero(keep_values)
         modes = r.u8("prediction modes")
         if modes >> len(_GROUPS):
             raise r.error(f"unknown prediction mode bits {modes:#x}")
-        groups = {}
+        # The kept Gaussians' channels (means, chol, colors) into the rows of one array.
+        kept = np.empty((8, len(kept_index)), dtype=np.int64)
+        decode_channels(r, len(kept_index), [f"{group}[{k}]" for group in _GROUPS for k in range(_GROUP_COLS[group])],
+                        list(kept))
+        row = 0
         for bit, group in enumerate(_GROUPS):
-            values = _read_channels(r, kept_count, _GROUP_COLS[group], group)
-            groups[group] = values + getattr(ref_kept, group) if modes >> bit & 1 else values
-        new = _read_intra_block(r, MAX_GAUSSIANS - kept_count)
-        q = QuantizedFrame(**groups).concat(new)
+            cols = _GROUP_COLS[group]
+            if modes >> bit & 1:  # residuals on the kept reference Gaussians
+                reference = getattr(ref, group).cpu().numpy().T  # (cols, N)
+                kept[row:row + cols] += np.take(reference, kept_index, axis=1)
+            row += cols
+        new = _read_intra_rows(r, MAX_GAUSSIANS - len(kept_index))
+        q = _frame_view(np.concatenate([kept, new], axis=1))
     else:
         raise r.error(f"unknown frame type {kind}")
     r.expect_end()
     return q
 
 
-STREAM_INFO_VERSION = 1
+# 1: frames coded with constriction's ANS; 2: with the native rANS (any
+# version-2 decoder reads both: the coder is flagged per channel).
+STREAM_INFO_VERSION = 2
+_READABLE_STREAM_INFO_VERSIONS = (1, 2)
 
 
 def encode_stream_info(spec: QuantSpec, *, gaussians: int, gop: int, encoder: str) -> bytes:
@@ -192,7 +214,7 @@ def decode_stream_info(data: bytes, *, context: str = "STREAM_INFO") -> tuple[Qu
     Raises GFixFormatError (prefixed with ``context``) on any inconsistency."""
     r = ByteReader(data, context=context)
     version = r.u8("stream info version")
-    if version != STREAM_INFO_VERSION:
+    if version not in _READABLE_STREAM_INFO_VERSIONS:
         raise r.error(f"unsupported stream info version {version}")
     steps = [r.f64(name) for name in ("pos_step", "chol_step", "luma_step", "chroma_step")]
     try:
