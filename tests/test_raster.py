@@ -216,3 +216,24 @@ def test_cuda_matches_cpu():
     gpu = [rasterize(*dev, 130, 250)] + grads(rasterize, *dev, 130, 250, grad_out.cuda())
     for a, b in zip(cpu, gpu):
         torch.testing.assert_close(b.cpu(), a, atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_rasterize_uint8_gives_the_bytes_of_to_uint8_of_the_float_render(seed):
+    """The decoder's fused path (tiles converted as they finish) must show
+    exactly what the encoder's to_uint8(render) measured: colours beyond
+    [0, 1] clamp, ties round to even, boxes at tile edges use half the lanes."""
+    from gfix_sdk.raster import rasterize_uint8, to_uint8
+    from gfix_sdk.raster.rasterize import to_uint8_reference
+
+    g = torch.Generator().manual_seed(seed)
+    n = 2500
+    means = torch.rand(n, 2, generator=g) * torch.tensor([261.0, 149.0]) - 4
+    chol = torch.randn(n, 3, generator=g) * torch.tensor([3.0, 2.0, 3.0])
+    colors = torch.randn(n, 3, generator=g) * 0.6
+    image = rasterize(means, chol, colors, 143, 257)
+    fused = rasterize_uint8(means, chol, colors, 143, 257)
+    assert fused.dtype == torch.uint8 and fused.shape == (143, 257, 3)
+    assert torch.equal(fused, to_uint8_reference(image))
+    assert torch.equal(to_uint8(image), to_uint8_reference(image))
+    assert 0 < (fused == 0).float().mean() < 0.9 and (fused == 255).any()  # both clamps exercised

@@ -177,6 +177,41 @@ def rasterize_stats(
         return _forward(means, chol, colors, height, width)
 
 
+def to_uint8(image: Tensor) -> Tensor:
+    """Float image in [0, 1] (any device) to uint8 by clamping and rounding
+    (half to even). A contiguous float32 CPU image takes one fused native pass
+    (four torch passes otherwise: ~12 ms for a 1080p frame on 2 cores); both
+    give the same bytes."""
+    if image.device.type == "cpu" and image.dtype == torch.float32 and image.is_contiguous() \
+            and not image.requires_grad:
+        return torch.from_numpy(cpu_module().float_to_uint8(image.numpy(), cpu_threads()))
+    return to_uint8_reference(image)
+
+
+def to_uint8_reference(image: Tensor) -> Tensor:
+    """:func:`to_uint8` in PyTorch operations (any device, dtype or layout)."""
+    return (image.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+
+
+def rasterize_uint8(means: Tensor, chol: Tensor, colors: Tensor, height: int, width: int) -> Tensor:
+    """``to_uint8(rasterize(...))`` without autograd: the image a decoder
+    shows. On the CPU the kernel converts each tile as it finishes it, so no
+    float image is written and read back (25 MB at 1080p); same bytes.
+
+    Returns:
+        ``(height, width, 3)`` uint8 tensor on the inputs' device.
+    """
+    check_inputs(means, chol, colors, height, width)
+    with torch.no_grad():
+        means, chol, colors = (t.detach().contiguous() for t in (means, chol, colors))
+        if means.device.type != "cpu":
+            return to_uint8_reference(_forward(means, chol, colors, height, width)[0])
+        out = torch.empty(height, width, 3, dtype=torch.uint8)
+        cpu_module().rasterize_forward_u8(means.numpy(), chol.numpy(), colors.numpy(), height, width,
+                                          out.numpy(), cpu_threads())
+        return out
+
+
 TILE_SIZE = 16  # pixels; csrc/gaussian_setup.h kTileSize
 _BOX_SIGMAS = 3.0  # kBoxSigmas
 _MIN_CHOL_DIAG = 1e-3  # kMinCholDiag

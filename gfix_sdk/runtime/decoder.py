@@ -19,7 +19,7 @@ from gfix_sdk.errors import GFixFormatError, ResourceLimitError
 from gfix_sdk.gaussians.code import decode_frame, decode_stream_info
 from gfix_sdk.gaussians.quantize import QuantizedFrame, QuantSpec
 from gfix_sdk.gaussians.quantize import dequantize
-from gfix_sdk.gaussians.reconstruct import reconstruct, to_uint8
+from gfix_sdk.gaussians.reconstruct import render_frame
 from gfix_sdk.raster import tile_intersections_bound
 
 
@@ -287,6 +287,10 @@ class Decoder:
             ResourceLimitError: the frame would make the rasterizer bin more
                 than :data:`MAX_TILE_INTERSECTIONS` (Gaussian, tile) pairs.
         """
+        return self._render(index, uint8=False)
+
+    def _render(self, index: int, *, uint8: bool) -> Tensor:
+        """:meth:`render`, or the uint8 frame the decoder shows (rendered straight to uint8)."""
         q = self.gaussians(index)
         height, width = self.info.height, self.info.width
         g = dequantize(q, self._spec, height, width)  # what the rasterizer will see
@@ -297,12 +301,12 @@ class Decoder:
                 f"{pairs} (Gaussian, tile) pairs, above the limit {MAX_TILE_INTERSECTIONS} "
                 f"({4 * MAX_TILE_INTERSECTIONS >> 20} MiB of tile lists); refused before rendering"
             )
-        return reconstruct(q, self._spec, height, width, device=self._device)
+        return render_frame(g.to(self._device), uint8=uint8)
 
     def frame(self, index: int, *, as_tensor: bool = False) -> np.ndarray | Tensor:
         """Frame ``index`` as ``(H, W, 3)`` uint8 (numpy, or a tensor on the device),
         enhanced when the decoder has an enhancer."""
-        image = self._enhance(to_uint8(self.render(index)))
+        image = self._enhance(self._render(index, uint8=True))
         return image if as_tensor else image.cpu().numpy()
 
     def _enhance(self, image: Tensor) -> Tensor:
@@ -332,7 +336,7 @@ class Decoder:
             for index in range(start, stop):
                 yield self.frame(index, as_tensor=as_tensor)
             return
-        for image in _prefetched(lambda i: to_uint8(self.render(i)), range(start, stop), self._prefetch):
+        for image in _prefetched(lambda i: self._render(i, uint8=True), range(start, stop), self._prefetch):
             out = self._enhance(image)
             yield out if as_tensor else out.cpu().numpy()
 
