@@ -17,7 +17,7 @@ __all__ = ["build_config", "Decoder", "encode_video", "__version__"]
 
 _LAZY = {
     "Decoder": ("gfix_sdk.runtime.decoder", "Decoder"),
-    "encode_video": ("gfix_sdk.bitstream.encode", "encode_video"),
+    "encode_video": ("gfix_sdk.encoder", "encode_video"),
 }
 
 

@@ -98,7 +98,7 @@ def _scale_kwargs(args: argparse.Namespace) -> dict:
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
-    from gfix_sdk.bitstream.encode import encode_video
+    from gfix_sdk.encoder import encode_video
 
     report = encode_video(args.input, args.output, config=_config_from_args(args), max_frames=args.frames,
                           size=args.size, fps=args.fps, bit_depth=args.bit_depth, progress=not args.quiet,
@@ -174,7 +174,7 @@ def _demo_scores(original, decoded, fps: float) -> tuple[float, float, float | N
 def _cmd_demo(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from gfix_sdk.bitstream.encode import encode_video
+    from gfix_sdk.encoder import encode_video
     from gfix_sdk.bitstream.format import SECTION_OVERHEAD
     from gfix_sdk.io import bundled_clip_path, load_bundled_clip, write_png, write_video
     from gfix_sdk.runtime import Decoder

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from gfix_sdk import Decoder, encode_video
-from gfix_sdk.bitstream.encode import encode_frames
+from gfix_sdk.encoder import encode_frames
 from gfix_sdk.cli import main as gfix_main
 from gfix_sdk.errors import GFixFormatError, VideoReadError
 from gfix_sdk.gaussians.sequence import SequenceConfig

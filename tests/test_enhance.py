@@ -194,7 +194,7 @@ def test_params_table_on_sd_turbo_shapes():
 @pytest.fixture(scope="module")
 def gaussian_clip():
     """The bundled clip's first frames and their Gaussian-codec reconstructions."""
-    from gfix_sdk.bitstream.encode import encode_frames
+    from gfix_sdk.encoder import encode_frames
     from gfix_sdk.gaussians.sequence import SequenceConfig
     from gfix_sdk.io import load_bundled_clip
 
@@ -233,7 +233,7 @@ def test_training_lowers_distortion_with_a_small_adapter(tiny_base_dir, gaussian
 
 
 def test_decoder_reproduces_the_encoders_enhanced_frames(tiny_base_dir, tmp_path, monkeypatch):
-    from gfix_sdk.bitstream.encode import encode_frames
+    from gfix_sdk.encoder import encode_frames
     from gfix_sdk.enhance.pipeline import EnhanceSettings
     from gfix_sdk.enhance.train import TrainConfig
     from gfix_sdk.gaussians.sequence import SequenceConfig
@@ -652,7 +652,7 @@ def test_do_no_harm_drops_an_adapter_that_hurts(random_base_dir, tmp_path):
     """On the random-weight base, enhancement ruins the frames: the encoder must
     write no ENHANCER section, say why, and the file must decode to the Gaussian frames."""
     from gfix_sdk.bitstream import GFixReader, SectionType
-    from gfix_sdk.bitstream.encode import encode_frames
+    from gfix_sdk.encoder import encode_frames
     from gfix_sdk.cli import main as gfix_main
     from gfix_sdk.enhance.pipeline import EnhanceSettings
     from gfix_sdk.enhance.train import TrainConfig
@@ -738,7 +738,7 @@ def test_stand_in_enhancer_makes_bundled_frames_better(tiny_base_dir, tmp_path, 
     decoded enhanced frames beat the Gaussian frames on LPIPS, PSNR drops by
     at most 0.5 dB (the issue's bound) and VMAF by at most the encoder's
     default bound (where libvmaf is installed). Fails whenever enhancement harms."""
-    from gfix_sdk.bitstream.encode import encode_frames
+    from gfix_sdk.encoder import encode_frames
     from gfix_sdk.enhance.pipeline import EnhanceSettings
     from gfix_sdk.enhance.train import TrainConfig
     from gfix_sdk.gaussians.sequence import PRESETS

@@ -209,7 +209,7 @@ def test_recipes():
 
 
 def test_gfix_export_cli_and_decoder_backends(base_dir, tmp_path, capsys):
-    from gfix_sdk.bitstream.encode import encode_frames
+    from gfix_sdk.encoder import encode_frames
     from gfix_sdk.enhance.pipeline import EnhanceSettings
     from gfix_sdk.enhance.train import TrainConfig
     from gfix_sdk.export.cli import main as export_main

@@ -49,7 +49,7 @@ def payloads(tiny_base_dir, tiny_base_hash):
 @pytest.fixture(scope="module")
 def videos(payloads, tmp_path_factory):
     """Three .gfix files with the same Gaussian frames and different adapters."""
-    from gfix_sdk.bitstream.encode import encode_frames
+    from gfix_sdk.encoder import encode_frames
     from gfix_sdk.gaussians.sequence import SequenceConfig
     from gfix_sdk.io import load_bundled_clip
 
@@ -351,3 +351,19 @@ def test_torch_backend_folds_once_and_matches_the_adapted_model(tiny_base_dir, t
     assert torch.equal(backend(x), expected)  # bit for bit: W + A M B is what every forward formed
     consumed = backends.TorchBackend(enhancer, torch.device("cpu"), consume=True)
     assert torch.equal(consumed(x), expected) and not enhancer.unet_layers
+
+
+@pytest.mark.parametrize("package, forbidden", [
+    # the container knows nothing of what it carries
+    ("gfix_sdk.bitstream", ("gfix_sdk.encoder", "gfix_sdk.enhance", "gfix_sdk.gaussians", "gfix_sdk.io",
+                            "gfix_sdk.runtime", "torch")),
+    # the decode runtime: no encoder, no fitting, no trainable enhancer, no diffusers/transformers
+    ("gfix_sdk.runtime", ("gfix_sdk.encoder", "gfix_sdk.gaussians.fit", "gfix_sdk.gaussians.sequence",
+                          "gfix_sdk.enhance", "gfix_sdk.export", "diffusers", "transformers")),
+])
+def test_package_imports_stay_on_their_side_of_the_layout(package, forbidden):
+    script = (f"import sys, json\nimport {package}\n"
+              f"print(json.dumps(sorted(m for m in sys.modules if m.startswith({forbidden!r}))))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []

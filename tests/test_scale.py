@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from gfix_sdk.bitstream.encode import encode_frames
+from gfix_sdk.encoder import encode_frames
 from gfix_sdk.cli import main as gfix_main
 from gfix_sdk.errors import MissingDependencyError
 from gfix_sdk.gaussians.sequence import SequenceConfig, SequenceEncoder

@@ -1,7 +1,7 @@
 """Our Gaussian video codec (GSVC-style, no enhancer) as an evaluation anchor.
 
 Rate knob: Gaussians per frame. Each rate point is a complete ``.gfix``
-encode (:func:`gfix_sdk.bitstream.encode.encode_frames` with a preset of
+encode (:func:`gfix_sdk.encoder.encode_frames` with a preset of
 :data:`gfix_sdk.gaussians.sequence.PRESETS` and the point's Gaussian count),
 decoded back with :class:`gfix_sdk.runtime.Decoder`. Rate counts the whole
 file (header, index and checksums included): ``EncodedClip.data`` is the
@@ -31,7 +31,7 @@ from gfix_sdk.anchors.ratesearch import closest_setting
 from gfix_sdk.io._checks import check_fps
 
 if TYPE_CHECKING:
-    from gfix_sdk.bitstream.encode import EncodeReport
+    from gfix_sdk.encoder import EncodeReport
     from gfix_sdk.enhance.pipeline import EnhanceSettings
     from gfix_sdk.gaussians.sequence import SequenceConfig
 
@@ -127,7 +127,7 @@ def encode_gfix_file(
         ``(file bytes, decoded (T, H, W, 3) uint8 frames, EncodeReport)``;
         the decoder enhances when the file has an enhancer (``base`` needed).
     """
-    from gfix_sdk.bitstream.encode import encode_frames
+    from gfix_sdk.encoder import encode_frames
     from gfix_sdk.runtime import Decoder
 
     frames = check_frames(frames)

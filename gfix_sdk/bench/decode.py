@@ -4,7 +4,7 @@ The bundled clip is GFix-encoded once (Gaussian codec + an adapter trained
 for a few steps on ``--base``; default: the tiny pretrained stand-in, the
 only base this CPU can run). Each frame is then decoded stage by stage:
 
-* ``entropy``   - bytes -> integer Gaussian grids (constriction ANS);
+* ``entropy``   - bytes -> integer Gaussian grids (native rANS);
 * ``rasterize`` - dequantise, rasterize (native kernel), convert to uint8;
 * ``enhance``   - the enhancer on the frame's patches, per backend;
 
@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from dataclasses import replace
 
-    from gfix_sdk.bitstream.encode import encode_frames
+    from gfix_sdk.encoder import encode_frames
     from gfix_sdk.enhance.model import AdapterConfig
     from gfix_sdk.enhance.pipeline import EnhanceSettings, enhance_frame
     from gfix_sdk.enhance.train import TrainConfig

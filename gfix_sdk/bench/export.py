@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import onnxruntime as ort
 
-    from gfix_sdk.bitstream.encode import encode_frames
+    from gfix_sdk.encoder import encode_frames
     from gfix_sdk.bitstream.reader import GFixReader
     from gfix_sdk.enhance.model import AdapterConfig
     from gfix_sdk.enhance.pipeline import EnhanceSettings, load_enhancer

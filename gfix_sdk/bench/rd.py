@@ -44,7 +44,7 @@ def _score(reference: np.ndarray, decoded: np.ndarray) -> dict[str, float]:
 
 
 def run_ours(frames: np.ndarray, fps: float, gaussians: list[int], preset: str, workdir: Path) -> list[dict[str, Any]]:
-    from gfix_sdk.bitstream.encode import encode_frames
+    from gfix_sdk.encoder import encode_frames
     from gfix_sdk.gaussians.sequence import PRESETS
     from gfix_sdk.runtime import Decoder
 

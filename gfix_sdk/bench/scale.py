@@ -41,7 +41,7 @@ SPEEDUP_TARGET = 1.6  #: 1-worker time / N-worker time, at least (cold runtime)
 
 def _encode(source: Path, out: Path, config, workers: int, cpus_per_worker: int | None,
             on_frame=None) -> dict[str, Any]:
-    from gfix_sdk.bitstream.encode import encode_video
+    from gfix_sdk.encoder import encode_video
 
     start = time.perf_counter()
     report = encode_video(source, out, config=config, progress=False, device="cpu", workers=workers,

@@ -42,12 +42,12 @@ import torch
 from torch import Tensor
 
 from gfix_sdk._fs import temp_sibling, write_atomically
-from gfix_sdk.enhance.model import Enhancer
 from gfix_sdk.errors import GFixError
 from gfix_sdk.paths import cache_root
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the trainable model is only built on the torch path and the first open of a base
     from gfix_sdk.enhance.adapter import CodedAdapter
+    from gfix_sdk.enhance.model import Enhancer
 
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 ONNX_OPSET = 18

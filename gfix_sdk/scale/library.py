@@ -124,7 +124,7 @@ def encode_many(
 ) -> LibraryReport:
     """Encode every input into ``out_dir/<stem>.gfix``.
 
-    Each video is coded by :func:`~gfix_sdk.bitstream.encode.encode_video`
+    Each video is coded by :func:`~gfix_sdk.encoder.encode_video`
     (with ``workers > 1`` or an address: its GOPs as Ray tasks, on one Ray
     runtime shared by all videos). An input that cannot be read or encoded is
     recorded as failed with the error's message, and the others go on; no
@@ -148,7 +148,7 @@ def encode_many(
     Returns:
         A :class:`LibraryReport`; ``report.failed`` lists the failures.
     """
-    from gfix_sdk.bitstream.encode import encode_video
+    from gfix_sdk.encoder import encode_video
 
     for reserved in ("progress", "on_frame", "output"):
         if reserved in encode_options:
