@@ -270,7 +270,8 @@ def test_a_second_video_opens_without_diffusers_transformers_or_enhancer(tiny_ba
         "with Decoder.open(sys.argv[1], base=sys.argv[2], backend='onnxruntime') as dec:\n"
         "    opened = time.perf_counter() - start\n"
         "    frame = dec[0]\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('diffusers', 'transformers'))\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('diffusers', 'transformers')\n"
+        "               or m in ('gfix_sdk.enhance.pipeline', 'gfix_sdk.enhance.train', 'gfix_sdk.enhance.losses'))\n"
         "print(json.dumps({'backend': dec.info.backend, 'heavy': heavy, 'open_s': opened}))\n"
         "frame.tofile(sys.argv[3])\n"
     )

@@ -101,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from gfix_sdk.encoder import encode_frames
     from gfix_sdk.enhance.model import AdapterConfig
-    from gfix_sdk.enhance.pipeline import EnhanceSettings, enhance_frame
+    from gfix_sdk.enhance.pipeline import EnhanceSettings
+    from gfix_sdk.enhance.tiling import enhance_frame
     from gfix_sdk.enhance.train import TrainConfig
     from gfix_sdk.gaussians.code import decode_frame
     from gfix_sdk.gaussians.quantize import dequantize

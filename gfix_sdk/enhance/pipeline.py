@@ -25,7 +25,7 @@ from gfix_sdk.enhance.adapter import CodedAdapter, apply_adapter, check_base_has
 from gfix_sdk.enhance.base import base_hash, load_base
 from gfix_sdk.enhance.losses import DistortionLoss, make_loss
 from gfix_sdk.enhance.model import LUMA, AdapterConfig, Enhancer
-from gfix_sdk.enhance.tiling import enhance_tiled
+from gfix_sdk.enhance.tiling import enhance_frame
 from gfix_sdk.enhance.train import TrainConfig, TrainResult, train_enhancer
 from gfix_sdk.errors import GFixError, GFixFormatError
 
@@ -401,17 +401,6 @@ def load_enhancer(payload: bytes, base: str | os.PathLike[str] | None = None,
 
 
 @torch.no_grad()
-def enhance_frame(run: Callable[[Tensor], Tensor], frame: Tensor, patch: int, overlap: int, *,
-                  batch: int = 8) -> Tensor:
-    """Enhance one ``(H, W, 3)`` uint8 frame with ``run`` (a batch-of-patches
-    function: an enhancer backend, or ``enhancer_runner(enhancer)``) in blended
-    overlapping patches; returns uint8 on the frame's device. Encoder and
-    decoder both enhance through here."""
-    image = frame.to(torch.float32) / 255.0
-    out = enhance_tiled(run, image, patch, overlap, batch=batch)
-    return (out * 255.0).round().to(torch.uint8)
-
-
 def enhancer_runner(enhancer: Enhancer) -> Callable[[Tensor], Tensor]:
     """The batch function of a PyTorch enhancer (inputs moved to its device)."""
     device = enhancer.t.device

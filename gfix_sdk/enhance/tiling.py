@@ -152,4 +152,16 @@ def enhance_tiled(run: Callable[[Tensor], Tensor], image: Tensor, patch: int, ov
     return merge_tiles(torch.cat(outputs), layout).clamp(0, 1)
 
 
-__all__ = ["TileLayout", "tile_side", "tile_starts", "blend_weights", "split_tiles", "merge_tiles", "enhance_tiled"]
+def enhance_frame(run: Callable[[Tensor], Tensor], frame: Tensor, patch: int, overlap: int, *,
+                  batch: int = 8) -> Tensor:
+    """Enhance one ``(H, W, 3)`` uint8 frame with ``run`` (a batch-of-patches
+    function: an enhancer backend, or ``enhancer_runner(enhancer)``) in blended
+    overlapping patches; returns uint8 on the frame's device. Encoder and
+    decoder both enhance through here (it lives here, not
+    in the training pipeline, so that the decode runtime imports no training code)."""
+    image = frame.to(torch.float32) / 255.0
+    out = enhance_tiled(run, image, patch, overlap, batch=batch)
+    return (out * 255.0).round().to(torch.uint8)
+
+
+__all__ = ["TileLayout", "tile_side", "tile_starts", "blend_weights", "split_tiles", "merge_tiles", "enhance_tiled", "enhance_frame"]

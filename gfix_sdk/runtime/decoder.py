@@ -312,7 +312,7 @@ class Decoder:
     def _enhance(self, image: Tensor) -> Tensor:
         if self._backend is None:
             return image
-        from gfix_sdk.enhance.pipeline import enhance_frame
+        from gfix_sdk.enhance.tiling import enhance_frame
 
         return enhance_frame(self._backend, image, *self._tiles).to(image.device)
 
