@@ -133,7 +133,8 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     from gfix_sdk.io import write_video
     from gfix_sdk.runtime import Decoder
 
-    with Decoder.open(args.input, base=args.base, enhance=not args.no_enhance) as decoder:
+    with Decoder.open(args.input, base=args.base, enhance=not args.no_enhance, device=args.device,
+                      backend=args.backend, precision=args.precision) as decoder:
         count = write_video(args.output, decoder.frames(), fps=decoder.info.fps,
                             lossless=args.lossless, crf=args.crf)
     print(f"wrote {count} frames to {args.output}")
@@ -374,6 +375,13 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--crf", type=int, default=18, help="x264 CRF for lossy outputs (default: 18)")
     dec.add_argument("--base", help="local SD-Turbo directory for files with an enhancer (default: $GFIX_BASE)")
     dec.add_argument("--no-enhance", action="store_true", help="output the Gaussian frames, skip the enhancer")
+    dec.add_argument("--device", default="cpu", help="where frames are rasterized and enhanced: cpu, cuda or cuda:N "
+                     "(default: cpu)")
+    dec.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "tensorrt"),
+                     help="how the enhancer runs (default: auto, the fastest present on the device)")
+    dec.add_argument("--precision", choices=("fp32", "fp16", "bf16"),
+                     help="the enhancer's arithmetic (default: the backend's, fp32; TensorRT fp16); "
+                          "fp16 needs CUDA, onnxruntime runs fp32 only")
     dec.set_defaults(func=_cmd_decode)
 
     info = sub.add_parser("info", help="describe a .gfix file", description="Print a .gfix file's stream information.")

@@ -51,6 +51,25 @@ if TYPE_CHECKING:  # the trainable model is only built on the torch path and the
 
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 ONNX_OPSET = 18
+#: Enhancer arithmetic: None is each backend's default (float32; TensorRT
+#: builds fp16 engines). PyTorch runs any of them; fp16 only on CUDA (the CPU
+#: has no fast half-precision convolutions); ONNX Runtime runs float32 only.
+PRECISIONS = (None, "fp32", "fp16", "bf16")
+_TORCH_DTYPES = {None: torch.float32, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def check_precision(precision: str | None, kind: str, device: torch.device) -> None:
+    """``ValueError`` unless the resolved backend ``kind`` runs ``precision`` on ``device``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of fp32, fp16, bf16 (or None for the backend's default), "
+                         f"got {precision!r}")
+    if kind == "torch" and precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision='fp16' needs a CUDA device; on the CPU use 'bf16' or 'fp32'")
+    if kind == "onnxruntime" and precision not in (None, "fp32"):
+        raise ValueError(f"the onnxruntime backend runs fp32 only, got precision={precision!r} "
+                         "(use backend='torch' or 'tensorrt')")
+    if kind == "tensorrt" and precision == "bf16":
+        raise ValueError("the tensorrt backend builds fp32 or fp16 engines, got precision='bf16'")
 
 
 class EnhancerBackend(Protocol):
@@ -97,15 +116,20 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, enhancer: Enhancer, device: torch.device, *, consume: bool = False) -> None:
+    def __init__(self, enhancer: Enhancer, device: torch.device, *, consume: bool = False,
+                 precision: str | None = None) -> None:
         from gfix_sdk.export.folded import FoldedEnhancer
 
-        self.model = FoldedEnhancer(enhancer.to(device) if consume else enhancer, inplace=consume).to(device).eval()
+        check_precision(precision, "torch", device)
+        self.dtype = _TORCH_DTYPES[precision]
+        folded = FoldedEnhancer(enhancer.to(device) if consume else enhancer, inplace=consume)
+        # Folded first, in float32, then cast: W + A M B is formed at full precision.
+        self.model = folded.to(device=device, dtype=self.dtype).eval()
         self.device = device
 
     @torch.no_grad()
     def __call__(self, patches: Tensor) -> Tensor:
-        return self.model(patches.to(self.device))
+        return self.model(patches.to(self.device, self.dtype)).float()
 
     def close(self) -> None:
         self.model = None
@@ -293,42 +317,48 @@ def _resolve_kind(kind: str, device: torch.device) -> str:
 
 
 def create_backend(kind: str, enhancer: Enhancer, payload: bytes, base_hash: bytes, device: torch.device,
-                   *, max_batch: int = 8, consume: bool = False) -> EnhancerBackend:
+                   *, max_batch: int = 8, consume: bool = False, precision: str | None = None) -> EnhancerBackend:
     """Build the requested backend (``auto``: the fastest available one) from a
     rebuilt enhancer. ``consume=True``: the backend may fold ``enhancer`` in
-    place (the caller does not use it afterwards)."""
+    place (the caller does not use it afterwards). ``precision``: see
+    :data:`PRECISIONS`."""
     kind = _resolve_kind(kind, device)
+    check_precision(precision, kind, device)
     if kind == "torch":
-        return TorchBackend(enhancer, device, consume=consume)
+        return TorchBackend(enhancer, device, consume=consume, precision=precision)
     if kind == "onnxruntime":
         path, _ = export_for(enhancer, payload, base_hash, max_batch=max_batch)
         return OnnxRuntimeBackend(path, device, max_batch=max_batch)
-    return TensorRTBackend.from_enhancer(enhancer, payload, base_hash, max_batch=max_batch)
+    return TensorRTBackend.from_enhancer(enhancer, payload, base_hash, max_batch=max_batch,
+                                         fp16=precision != "fp32")
 
 
 def open_backend(kind: str, payload: bytes, base: str | os.PathLike[str] | None, device: torch.device,
-                 *, max_batch: int = 8, context: str = "ENHANCER") -> tuple[EnhancerBackend, CodedAdapter]:
+                 *, max_batch: int = 8, context: str = "ENHANCER",
+                 precision: str | None = None) -> tuple[EnhancerBackend, CodedAdapter]:
     """The backend for a file's adapter ``payload`` on the local ``base`` (see
     the module docstring: lean when the base's caches allow, else the full
     rebuild); returns it with the parsed adapter. ``context`` names the
-    section in errors (:class:`~gfix_sdk.errors.GFixFormatError`)."""
+    section in errors (:class:`~gfix_sdk.errors.GFixFormatError`);
+    ``precision``: see :data:`PRECISIONS` (checked before the base is loaded)."""
     from gfix_sdk.enhance.adapter import decode_adapter
 
     coded = decode_adapter(payload, context=context)
     kind = _resolve_kind(kind, device)
+    check_precision(precision, kind, device)
     if kind != "torch":
-        backend = _lean_backend(kind, payload, coded, base, device, max_batch)
+        backend = _lean_backend(kind, payload, coded, base, device, max_batch, precision)
         if backend is not None:
             return backend, coded
     from gfix_sdk.enhance.pipeline import load_enhancer
 
     enhancer, coded = load_enhancer(payload, base, device, context=context)
     return create_backend(kind, enhancer, payload, coded.base_hash, device, max_batch=max_batch,
-                          consume=True), coded
+                          consume=True, precision=precision), coded
 
 
 def _lean_backend(kind: str, payload: bytes, coded: CodedAdapter, base: str | os.PathLike[str] | None,
-                  device: torch.device, max_batch: int) -> EnhancerBackend | None:
+                  device: torch.device, max_batch: int, precision: str | None = None) -> EnhancerBackend | None:
     """The ONNX Runtime or TensorRT backend without the base's modules, or None
     when a cache it needs is missing (the caller then takes the full path)."""
     from gfix_sdk.enhance.adapter import check_base_hash
@@ -362,4 +392,4 @@ def _lean_backend(kind: str, payload: bytes, coded: CodedAdapter, base: str | os
     template = find_template(digest, patch, max_batch, weights_layout(weights))
     if template is None:
         return None
-    return TensorRTBackend(template, weights, digest, patch, max_batch=max_batch)
+    return TensorRTBackend(template, weights, digest, patch, max_batch=max_batch, fp16=precision != "fp32")

@@ -125,7 +125,10 @@ class Decoder:
     base model the encoder used (``base=`` or ``$GFIX_BASE``); pass
     ``enhance=False`` for the Gaussian-only frames. ``backend`` chooses how
     the enhancer runs (see :mod:`gfix_sdk.runtime.backends`; ``auto`` picks
-    the fastest present and ``info.backend`` says which). With ``onnxruntime``
+    the fastest present and ``info.backend`` says which); ``precision``
+    ("fp32", "fp16" on CUDA, "bf16"; None: the backend's default) sets the
+    enhancer's arithmetic (see :data:`gfix_sdk.runtime.backends.PRECISIONS`
+    and the README for the measured error). With ``onnxruntime``
     or ``tensorrt``, a video on a base this machine has decoded before opens
     without loading the base's modules (no diffusers or transformers import,
     no SVD): its folded weights are written into the cached graph. While one frame is
@@ -166,6 +169,7 @@ class Decoder:
         backend: str = "auto",
         prefetch: int = 2,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        precision: str | None = None,
     ) -> None:
         if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int)
                                        or max_pixels < 1):
@@ -200,7 +204,7 @@ class Decoder:
                 # Lean for onnxruntime/tensorrt once the base has been seen (no diffusers,
                 # no Enhancer; see gfix_sdk.runtime.backends), else the full rebuild.
                 self._backend, coded = open_backend(backend, adapter, base, self._device,
-                                                    context=f"{self._reader.path}: ENHANCER")
+                                                    context=f"{self._reader.path}: ENHANCER", precision=precision)
                 self._tiles = (coded.config.patch, coded.config.overlap)
         except BaseException:
             self._reader.close()
@@ -230,10 +234,11 @@ class Decoder:
         backend: str = "auto",
         prefetch: int = 2,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        precision: str | None = None,
     ) -> Decoder:
         """Open ``path`` for decoding on ``device`` ("cpu" or "cuda"); see the class docstring."""
         return cls(path, device=device, base=base, enhance=enhance, backend=backend, prefetch=prefetch,
-                   max_pixels=max_pixels)
+                   max_pixels=max_pixels, precision=precision)
 
     @property
     def path(self) -> Path:
