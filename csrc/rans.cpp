@@ -68,7 +68,7 @@ std::vector<uint32_t> encode(const int64_t* symbols, size_t count, const Table& 
   uint64_t state[kMaxLanes];
   for (int j = 0; j < num_lanes; ++j) {
     lane_words[j].reserve(count / (2 * num_lanes) + 4);
-    state[j] = kLower;
+    state[j] = 0;  // starts empty: the first ~32 bits of information cost no word
   }
   for (size_t k = count; k-- > 0;) {
     const int64_t s = symbols[k];
@@ -86,11 +86,16 @@ std::vector<uint32_t> encode(const int64_t* symbols, size_t count, const Table& 
       x = ((x / f) << kPrecision) + (x % f) + table.cum[s];
     }
   }
+  // The final state in as few words as it needs: none when 0, one below 2^32
+  // (possible only while no word was emitted), else two.
+  auto state_words = [](uint64_t x) { return x == 0 ? 0 : x < kLower ? 1 : 2; };
   std::vector<uint32_t> words;
-  for (int j = 0; j + 1 < num_lanes; ++j) words.push_back(static_cast<uint32_t>(lane_words[j].size() + 2));
+  for (int j = 0; j < num_lanes && num_lanes > 1; ++j)
+    words.push_back(static_cast<uint32_t>(lane_words[j].size() + state_words(state[j])));
   for (int j = 0; j < num_lanes; ++j) {
-    words.push_back(static_cast<uint32_t>(state[j]));
-    words.push_back(static_cast<uint32_t>(state[j] >> 32));
+    const int n_state = state_words(state[j]);
+    if (n_state >= 1) words.push_back(static_cast<uint32_t>(state[j]));
+    if (n_state == 2) words.push_back(static_cast<uint32_t>(state[j] >> 32));
     words.insert(words.end(), lane_words[j].rbegin(), lane_words[j].rend());
   }
   return words;
@@ -142,60 +147,71 @@ class Lookup {
 };
 
 // Each lane reads its own words, so the lanes' dependency chains are
-// independent and the refill is a select, not a branch. A lane that would read
-// past its end re-reads its last word and is counted, and reported after the
-// loop.
+// independent and the refill is a select, not a branch. A lane refills only
+// while it has words left; a stream that does not end exactly with the last
+// symbol (every word read, every state back at 0) is reported after the loop.
 template <int Lanes>
 void decode_lanes(const uint32_t* const* begin, const uint32_t* const* end, const Lookup& table,
                   size_t count, int64_t* __restrict out) {
   // States and read pointers live in locals (never in memory that `out` could alias).
   uint64_t x[Lanes];
   const uint32_t* ptr[Lanes];
-  const uint32_t* last[Lanes];
+  const uint32_t* spare[Lanes];  // any readable word
+  static const uint32_t kNoWord = 0;
   for (int j = 0; j < Lanes; ++j) {
-    x[j] = static_cast<uint64_t>(begin[j][0]) | (static_cast<uint64_t>(begin[j][1]) << 32);
-    if (x[j] < kLower) throw std::runtime_error("the coder state is invalid");
-    ptr[j] = begin[j] + 2;
-    last[j] = end[j] - 1;
+    // The final encoder state: 0, 1 or 2 words (the canonical count for its value).
+    const size_t size = static_cast<size_t>(end[j] - begin[j]);
+    const size_t n_state = size < 2 ? size : 2;
+    x[j] = n_state == 0 ? 0 : n_state == 1 ? begin[j][0]
+                                            : static_cast<uint64_t>(begin[j][0]) | (static_cast<uint64_t>(begin[j][1]) << 32);
+    if ((n_state == 1 && x[j] == 0) || (n_state == 2 && x[j] < kLower))
+      throw std::runtime_error("the coder state is invalid");
+    ptr[j] = begin[j] + n_state;
+    spare[j] = size > 0 ? begin[j] : &kNoWord;
   }
   const uint32_t* freq = table.freq;
   const uint32_t* cum = table.cum;
   size_t k = 0;
-  auto step = [&](uint64_t& state, const uint32_t*& p, const uint32_t* final_word) -> int64_t {
+  auto step = [&](uint64_t& state, const uint32_t*& p, const uint32_t* stop, const uint32_t* spare) -> int64_t {
     const uint32_t slot = static_cast<uint32_t>(state) & kMask;
     const uint32_t s = table.symbol(slot);
     uint64_t next = static_cast<uint64_t>(freq[s]) * (state >> kPrecision) + slot - cum[s];
-    const bool refill = next < kLower;
-    const uint64_t word = *(p < final_word ? p : final_word);
+    // Below kLower with words left: the encoder emitted one here. Below kLower
+    // with none left: the encoder's first symbols, before its state filled.
+    const bool refill = next < kLower && p != stop;
+    const uint64_t word = *(p != stop ? p : spare);  // a select, not a branch; spare is never used
     state = refill ? (next << 32) | word : next;
     p += refill;
     return s;
   };
   for (; k + Lanes <= count; k += Lanes) {
     int64_t decoded[Lanes];
-    for (int j = 0; j < Lanes; ++j) decoded[j] = step(x[j], ptr[j], last[j]);
+    for (int j = 0; j < Lanes; ++j) decoded[j] = step(x[j], ptr[j], end[j], spare[j]);
     for (int j = 0; j < Lanes; ++j) out[k + j] = decoded[j];
   }
-  for (int j = 0; k < count; ++k, ++j) out[k] = step(x[j], ptr[j], last[j]);
-  for (int j = 0; j < Lanes; ++j) {
-    if (ptr[j] > end[j]) throw std::runtime_error("the coded data ends before its last symbol");
-    if (ptr[j] != end[j] || x[j] != kLower)
-      throw std::runtime_error("the coded data does not match its symbol count");
-  }
+  for (int j = 0; k < count; ++k, ++j) out[k] = step(x[j], ptr[j], end[j], spare[j]);
+  for (int j = 0; j < Lanes; ++j)
+    if (ptr[j] != end[j] || x[j] != 0) throw std::runtime_error("the coded data does not match its symbol count");
 }
 
 }  // namespace
 
 void decode(const uint32_t* words, size_t num_words, const Table& table, size_t count, int64_t* out) {
   const int num_lanes = lanes(count);
-  // Lane j's words: [begin[j], end[j]), each at least its two state words.
+  // Lane j's words: [begin[j], end[j]): its state's 0-2 words, then its data words.
   const uint32_t* begin[kMaxLanes];
   const uint32_t* end[kMaxLanes];
-  size_t offset = static_cast<size_t>(num_lanes - 1);
+  // With several lanes every lane's size is stored, and they must add up to
+  // the stream: a lane may legitimately be empty (a state that stayed 0), so
+  // a cut stream must not pass for one.
+  const size_t table_size = num_lanes > 1 ? static_cast<size_t>(num_lanes) : 0;
+  size_t offset = table_size;
   if (num_words < offset) throw std::runtime_error("the coded data is shorter than its lane table");
+  size_t total = table_size;
+  for (int j = 0; j < num_lanes && num_lanes > 1; ++j) total += words[j];
+  if (num_lanes > 1 && total != num_words) throw std::runtime_error("the coded data's lanes are inconsistent");
   for (int j = 0; j < num_lanes; ++j) {
-    const size_t size = j + 1 < num_lanes ? words[j] : num_words - offset;
-    if (size < 2 || size > num_words - offset) throw std::runtime_error("the coded data's lanes are inconsistent");
+    const size_t size = num_lanes > 1 ? words[j] : num_words;
     begin[j] = words + offset;
     end[j] = words + offset + size;
     offset += size;

@@ -11,11 +11,15 @@
 // states (symbol k goes to state k mod lanes) so that the decoder's
 // dependency chains overlap; each extra state costs 8 bytes, hence only from
 // 4096 symbols on. Each lane has its own words (so that the decoder's lanes
-// share no read pointer): the stream is the word counts of lanes 0 .. lanes-2,
-// then each lane's words: its final encoder state (low, high), then the words
-// the decoder reads front to back. After the last symbol an intact stream has
-// returned every state to the initial kLower with every word consumed:
-// anything else is corruption.
+// share no read pointer): the stream is the word counts of all lanes (when more than one),
+// then each lane's words: its final encoder state (no word when 0, its low
+// word below 2^32, else low and high), then the words the decoder reads front
+// to back. States start at 0, not at kLower as in textbook rANS, so the first
+// ~32 bits of a lane cost no word (constriction does the same; a small frame's
+// ~20 channels would otherwise pay ~4 bytes each). The decoder refills below
+// kLower only while words remain. After the last symbol an intact stream has
+// returned every state to 0 with every word consumed: anything else is
+// corruption.
 //
 // Probabilities come from integer weights by an integer-only rule
 // (quantize_weights), so encoder and decoder build identical tables on every
@@ -30,7 +34,7 @@ namespace gfix::rans {
 
 constexpr int kPrecision = 24;
 constexpr uint32_t kTotal = 1u << kPrecision;
-constexpr uint64_t kLower = uint64_t{1} << 32;  // state lives in [kLower, 2^64)
+constexpr uint64_t kLower = uint64_t{1} << 32;  // once a word was emitted, states live in [kLower, 2^64)
 constexpr int kMaxLanes = 4;
 constexpr int kMaxSumBits = 38;                  // weights are scaled to sum below ~2^38
 

@@ -159,11 +159,50 @@ def test_rans_zero_weight_symbols_and_a_certain_symbol():
     np.testing.assert_array_equal(_native().rans_decode(words, weights, len(symbols)), symbols)
     with pytest.raises(ValueError, match="no probability"):
         _native().rans_encode(np.array([2]), weights)
-    # One symbol with all the probability costs nothing but the states.
+    # One symbol with all the probability costs nothing: the states stay 0 (no state words),
+    # only the lane table remains.
     certain = np.array([0, 9, 0], dtype=np.int64)
     words = _native().rans_encode(np.ones(20000, dtype=np.int64), certain)
-    assert len(words) == 3 + 4 * 2  # three lane sizes, four two-word states
+    np.testing.assert_array_equal(words, [0, 0, 0, 0])  # four empty lanes
     np.testing.assert_array_equal(_native().rans_decode(words, certain, 20000), np.ones(20000))
+
+
+@pytest.mark.parametrize("count", [1, 3, 5, 40, 4096, 20000])
+def test_rans_states_take_only_the_words_they_need(count):
+    """States start at 0: a lane holding under 32 bits of information ends in
+    one state word (none at 0), a fuller one in two; decoding takes exactly
+    those words, and a non-canonical state is refused."""
+    weights = np.array([1, 1, 1, 1], dtype=np.int64)  # 2 bits per symbol
+    symbols = np.random.default_rng(count).integers(0, 4, count)
+    words = _native().rans_encode(symbols, weights)
+    lanes = 1 if count < 4096 else 2 if count < 16384 else 4
+    bits = 2 * count
+    # 2 bits/symbol in 32-bit words; a lane's final state holds 32-64 bits, so at most
+    # two words per lane above the information, plus the lane table.
+    assert len(words) - (lanes if lanes > 1 else 0) <= -(-bits // 32) + 2 * lanes
+    if count <= 15:  # under 32 bits: one word
+        assert len(words) == 1 and words[0] != 0
+        padded = np.array([words[0], 0], dtype=np.uint32)  # the same value in two words
+        with pytest.raises(RuntimeError, match="state is invalid"):
+            _native().rans_decode(padded, weights, count)
+    np.testing.assert_array_equal(_native().rans_decode(words, weights, count), symbols)
+
+
+def test_rans_a_lane_of_first_symbols_is_empty_and_framed_by_its_caller():
+    """A state starting at 0 stays 0 under the first symbol, so such a lane
+    has no words at all; with several lanes the stored lane sizes must add
+    up to the stream, so a cut stream is not read as one (a single lane's
+    length is framed by the frame layer, inside a CRC-checked section)."""
+    weights = np.array([1, 1], dtype=np.int64)
+    assert len(_native().rans_encode(np.zeros(100, dtype=np.int64), weights)) == 0
+    np.testing.assert_array_equal(_native().rans_decode(np.zeros(0, dtype=np.uint32), weights, 100), np.zeros(100))
+    symbols = np.zeros(5000, dtype=np.int64)
+    symbols[1::2] = np.random.default_rng(0).integers(0, 2, 2500)  # lane 0 all zeros, lane 1 not
+    words = _native().rans_encode(symbols, weights)
+    assert words[0] == 0 and words[1] > 0 and len(words) == 2 + words[1]
+    np.testing.assert_array_equal(_native().rans_decode(words, weights, 5000), symbols)
+    with pytest.raises(RuntimeError, match="lanes are inconsistent"):
+        _native().rans_decode(words[:-1], weights, 5000)
 
 
 def test_rans_rejects_tables_no_weights_can_make():
@@ -205,7 +244,7 @@ def test_rans_damaged_words_are_errors_never_garbage(count):
 
 
 def _lane_table_size(count: int) -> int:
-    return 3 if count >= 16384 else 1 if count >= 4096 else 0
+    return 4 if count >= 16384 else 2 if count >= 4096 else 0
 
 
 @pytest.mark.parametrize("name", [n for n in CHANNELS if n != "empty"])
