@@ -38,6 +38,7 @@ from gfix_sdk.anchors import (
     decode_av1_obu,
     decode_hevc,
 )
+from gfix_sdk.anchors.pyav import decode_timestamps
 from gfix_sdk.eval import CodecOptions, main
 from gfix_sdk.eval.codecs import BUILTIN, DEFAULT_ANCHORS, build_codec, build_codecs
 from gfix_sdk.io import load_bundled_clip
@@ -224,6 +225,31 @@ def test_encoders_keep_quiet(frames: np.ndarray, capfd: pytest.CaptureFixture[st
     assert "x265 [" not in err, err
     if _SVT_LOG_BEFORE in (None, "0", "1", "-1"):  # unless the environment asked SVT-AV1 for more
         assert "Svt[" not in err, err
+
+
+def test_decode_timestamps_keep_valid_ones_and_rebuild_garbage() -> None:
+    # x264-like B-frame reorder: kept as the encoder gave it.
+    assert decode_timestamps([0, 3, 1, 2], [-1, 0, 1, 2]) == [-1, 0, 1, 2]
+    assert decode_timestamps([0, 1], [0, 1]) == [0, 1]
+    # What x265 gave CI for a 2-frame clip (uninitialised B-frame delay).
+    garbage = [-94580862600768, -94580862600767]
+    assert decode_timestamps([0, 1], garbage) == [0, 1]
+    # Garbage after pts, missing, or not increasing: rebuilt monotone with dts <= pts.
+    for bad in ([5, 6], [None, 1], [0, 0]):
+        assert decode_timestamps([0, 1], bad) == [0, 1]
+    rebuilt = decode_timestamps([0, 3, 1, 2], [7, 7, 7, 7])
+    assert rebuilt == [-1, 0, 1, 2]
+    assert all(d <= p for d, p in zip(rebuilt, [0, 3, 1, 2]))
+    with pytest.raises(ValueError):
+        decode_timestamps([0, 1], [0])
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_x265_short_clips_mux(frames: np.ndarray, count: int) -> None:
+    # Shorter than x265's B-frame delay: its dts are garbage (x265 #781), yet the MP4 size is measured.
+    anchor = H265Anchor(threads=1)
+    sizes = {anchor.encode(frames[:count], FPS, crf=35).container_bytes for _ in range(3)}
+    assert len(sizes) == 1 and sizes.pop() > 0
 
 
 def test_anchors_follow_the_interfaces() -> None:

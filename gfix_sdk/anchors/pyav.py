@@ -415,11 +415,37 @@ def mp4_size(packets: list[av.Packet], prepared: PreparedFrames, codec: str) -> 
     return len(buffer.getvalue())
 
 
+def decode_timestamps(pts: list[int], dts: list[int | None]) -> list[int]:
+    """Decode timestamps for packets in decode order: the encoder's when valid, else rebuilt.
+
+    Valid means what the MP4 muxer needs: strictly increasing, never after the
+    packet's pts, and no further before it than the packets could be reordered
+    (frames are stamped 0, 1, ... in ``1/rate`` units). x265 leaves its
+    B-frame delay uninitialised when a clip is shorter than that delay
+    (x265 issue #781: 1-2 frames at the default settings), so such clips
+    come out with heap garbage as dts, differing run to run. Rebuilt: the
+    sorted pts shifted back by the largest reorder, the usual monotone
+    ``dts <= pts`` assignment.
+    """
+    if len(pts) != len(dts):
+        raise ValueError(f"{len(pts)} pts for {len(dts)} dts")
+    count = len(pts)
+    valid = all(d is not None and 0 <= p - d <= count for p, d in zip(pts, dts)) and all(
+        later > earlier for earlier, later in zip(dts, dts[1:])  # type: ignore[operator]
+    )
+    if valid:
+        return [int(d) for d in dts]  # type: ignore[arg-type]
+    in_order = sorted(pts)
+    delay = max(max(early - p for early, p in zip(in_order, pts)), 0)
+    return [early - delay for early in in_order]
+
+
 def _mux_copies(out: av.container.OutputContainer, stream: av.video.stream.VideoStream,
                 packets: list[av.Packet]) -> None:
-    for packet in packets:
+    dts = decode_timestamps([packet.pts for packet in packets], [packet.dts for packet in packets])
+    for packet, packet_dts in zip(packets, dts):
         copy = av.Packet(bytes(packet))
-        copy.pts, copy.dts, copy.time_base = packet.pts, packet.dts, packet.time_base
+        copy.pts, copy.dts, copy.time_base = packet.pts, packet_dts, packet.time_base
         copy.is_keyframe = packet.is_keyframe
         copy.stream = stream
         out.mux(copy)
