@@ -47,6 +47,11 @@ import torch
 
 from gfix_sdk.bench._common import emit_json, format_table, machine_info, package_versions
 
+# Issue 11's targets on a 2-core CPU with the tiny stand-in: the streamed decode
+# hides entropy decoding and rasterization behind the enhancer, and a second
+# video on a known base opens on the lean path.
+TARGETS = {"stream_over_enhance": 1.2, "second_open_s": 1.0}
+
 #: Times ``Decoder.open`` in a fresh interpreter (argv: file, base, device, backend).
 _OPEN_SCRIPT = """
 import json, sys, time
@@ -189,10 +194,23 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"(+ {second['import_s']:.2f} s to import gfix_sdk.runtime); imported "
               f"{', '.join(second['heavy']) or 'neither diffusers nor transformers'}")
     if "torch" in timings and "onnxruntime" in timings:
+        # No target: both run the folded weights (torch folds once at open), so
+        # this compares two runtimes of one graph, not folding against none.
         ratio = timings["torch"]["enhance_ms"] / timings["onnxruntime"]["enhance_ms"]
         results["ort_speedup_enhance"] = ratio
-        print(f"\nONNX Runtime vs PyTorch eager (enhance stage): {ratio:.2f}x  (target >= 1.5x)  "
-              f"{'PASS' if ratio >= 1.5 else 'FAIL'}")
+        print(f"\nONNX Runtime vs folded PyTorch (enhance stage): {ratio:.2f}x")
+    if "onnxruntime" in timings:
+        ort = timings["onnxruntime"]
+        overhead = ort["pipelined_ms"] / ort["enhance_ms"]
+        second = ort["second_open"]
+        lean = not second["heavy"]
+        results["targets"] = {"ort_stream_over_enhance": overhead, "ort_second_open_s": second["open_s"],
+                              "ort_second_open_lean": lean}
+        print("Targets:")
+        print(f"  onnxruntime stream vs its enhance stage  {overhead:.2f}x  (target <= {TARGETS['stream_over_enhance']}x)  "
+              f"{'PASS' if overhead <= TARGETS['stream_over_enhance'] else 'FAIL'}")
+        print(f"  onnxruntime second video open  {second['open_s']:.2f} s  (target <= {TARGETS['second_open_s']} s, "
+              f"no diffusers/transformers)  {'PASS' if second['open_s'] <= TARGETS['second_open_s'] and lean else 'FAIL'}")
     print(f"export: fold + ONNX export + checks {results['export']['seconds']:.1f} s, "
           f"{results['export']['onnx_bytes'] / 1e6:.1f} MB")
     emit_json({"bench": "decode", "machine": machine_info(), "versions": package_versions(), "args": vars(args),
