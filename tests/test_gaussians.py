@@ -199,6 +199,18 @@ def test_scene_cut_forces_key_frame(clip):
     assert enc.encode(255 - clip[2]).key  # a different picture: scene cut
 
 
+def test_scene_cut_drop_is_measured_from_at_most_30_db():
+    from gfix_sdk.gaussians.sequence import SCENE_CUT_BASELINE_DB, is_scene_cut
+
+    assert SCENE_CUT_BASELINE_DB == 30.0
+    # A low-quality reference: the drop counts from its own PSNR.
+    assert is_scene_cut(16.9, 27.0, 10.0) and not is_scene_cut(17.1, 27.0, 10.0)
+    # A 38 dB reference on ordinary motion (measured at 720p: ~27 dB) is no cut ...
+    assert not is_scene_cut(27.0, 38.0, 10.0)
+    # ... while a different picture still is.
+    assert is_scene_cut(12.0, 38.0, 10.0) and is_scene_cut(19.9, 45.0, 10.0)
+
+
 def test_sequence_encoder_rejects_wrong_frames():
     enc = SequenceEncoder(small_config(), 90, 160)
     with pytest.raises(ValueError, match="uint8"):
