@@ -3,8 +3,8 @@
 ``--clip bundled`` (default): the bundled 320x180 clip, ours at 1k-8k
 Gaussians. ``--clip bbb720``: the same 16 frames of Big Buck Bunny (frames
 8-23, held out from all training and tuning) at the source's 1280x720, a
-resolution like GSVC's, ours at 8k-64k Gaussians (about 40 minutes on 2 CPU
-cores, most of it our encoder; ``--device cuda`` fits on a GPU).
+resolution like GSVC's, ours at 8k-64k Gaussians (26 minutes on 2 CPU cores,
+15 of them our encoder; ``--device cuda`` fits on a GPU).
 
 Our codec is run at ``--gaussians`` rate points (medium preset); every rate
 point is decoded with :class:`~gfix_sdk.runtime.Decoder` and scored against
