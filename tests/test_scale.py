@@ -368,5 +368,7 @@ def test_scale_bench_runs_and_files_agree(capsys, tmp_path):
     assert bench_main(["scale", "--preset", "fast", "--gaussians", "30", "--gop", "8", "--skip-warm",
                        "--json", str(record)]) == 0
     result = json.loads(record.read_text())
-    assert [r["workers"] for r in result["runs"]] == [1, 2]
+    assert [r["workers"] for r in result["runs"]] == [1, 1, 2]
+    assert result["runs"][1]["label"] == "1 worker (worker-sized)"
+    assert result["runs"][2]["speedup_per_worker"] == result["runs"][1]["seconds"] / result["runs"][2]["seconds"]
     assert all(r["same_bytes"] for r in result["runs"]) and len(result["gop_seconds"]) == 2
