@@ -60,8 +60,9 @@ def load_clip(name: str, max_frames: int) -> tuple[np.ndarray, Any]:
     if name == "bundled":
         return load_bundled_clip(max_frames=max_frames)
     from gfix_sdk.io import full_clip_path, open_video
+    from gfix_sdk.io.sample import BUNDLED_FRAMES
 
-    start = 8  # the bundled clip's frames, at full resolution
+    start = BUNDLED_FRAMES.start  # the bundled clip's frames, at full resolution
     with open_video(full_clip_path(), max_frames=start + max_frames) as video:
         info = video.info
         frames = np.stack([frame for index, frame in enumerate(video) if index >= start])

@@ -33,11 +33,12 @@ import numpy as np
 
 from gfix_sdk._fs import write_atomically
 from gfix_sdk.io.resize import area_downscale
+from gfix_sdk.io.sample import BUNDLED_FRAMES
 
 #: Bump when the codec changes what its frames look like: cached pairs are then remade.
 PAIRS_VERSION = 1
-#: The bundled test clip is Big Buck Bunny frames 8-23; these frames are never used.
-TEST_FRAMES = range(8, 24)
+#: The bundled test clip's frames of Big Buck Bunny (8-23); they are never used.
+TEST_FRAMES = BUNDLED_FRAMES
 #: Extra frames excluded on each side of the test clip (near-duplicates of test frames).
 GUARD = 4
 WINDOW = (320, 180)  #: (width, height) of every training window

