@@ -50,11 +50,27 @@ def positive_int(text: str) -> int:
     return value
 
 
+def drift_db(text: str) -> float | str:
+    """``--max-drift``: a positive number of dB, or ``"off"``."""
+    if text.lower() == "off":
+        return "off"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number of dB or 'off', got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of dB or 'off', got {text!r}")
+    return value
+
+
 def _config_from_args(args: argparse.Namespace):
     from gfix_sdk.gaussians.sequence import PRESETS
 
     config = PRESETS[args.preset]
     overrides = {name: getattr(args, name) for name in ("gaussians", "gop") if getattr(args, name) is not None}
+    max_drift = getattr(args, "max_drift", None)  # None: the preset's
+    if max_drift is not None:
+        overrides["max_drift_db"] = None if max_drift == "off" else max_drift
     return replace(config, **overrides)
 
 
@@ -296,6 +312,10 @@ def _add_codec_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gaussians", type=positive_int, help="Gaussians per frame (preset default: 3000)")
     parser.add_argument("--gop", type=positive_int,
                         help="GOP length: a key frame every N frames, and at scene cuts (default: 16)")
+    parser.add_argument("--max-drift", type=drift_db, metavar="DB",
+                        help="quality floor: predicted frames get a lower residual penalty (more bits) whenever "
+                             "they fall more than DB below their GOP's key frame (PSNR); 'off' keeps the fixed "
+                             "penalty (fewer bits, quality falls along the GOP). Default: the preset's (1.0)")
     parser.add_argument("--device", help="where Gaussians are fitted and the enhancer trains: cpu, cuda or cuda:N "
                                          "(default: cuda when available)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

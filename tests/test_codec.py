@@ -188,6 +188,20 @@ def test_cli_help_teaches(capsys):
         assert word in text
 
 
+def test_cli_max_drift_option(capsys):
+    from gfix_sdk.cli import _config_from_args, build_parser
+    from gfix_sdk.gaussians.sequence import PRESETS
+
+    parse = build_parser().parse_args
+    assert _config_from_args(parse(["encode", "in.mp4", "-o", "o.gfix"])).max_drift_db == PRESETS["medium"].max_drift_db
+    assert _config_from_args(parse(["encode", "in.mp4", "-o", "o.gfix", "--max-drift", "off"])).max_drift_db is None
+    assert _config_from_args(parse(["encode", "in.mp4", "-o", "o.gfix", "--max-drift", "0.5"])).max_drift_db == 0.5
+    for bad in ("0", "-1", "nan", "inf", "x"):
+        with pytest.raises(SystemExit):
+            parse(["encode", "in.mp4", "-o", "o.gfix", "--max-drift", bad])
+        assert "positive number of dB or 'off'" in capsys.readouterr().err
+
+
 def test_encoding_device_plumbing(clip, tmp_path, capsys):
     """Device strings are checked up front with clear errors and nothing written;
     the CPU path is the default here and records where it ran."""

@@ -211,6 +211,40 @@ def test_scene_cut_drop_is_measured_from_at_most_30_db():
     assert is_scene_cut(12.0, 38.0, 10.0) and is_scene_cut(19.9, 45.0, 10.0)
 
 
+def test_quality_floor_controller_steps():
+    from gfix_sdk.gaussians.sequence import FLOOR_DB_PER_OCTAVE, MIN_RESIDUAL_SCALE, next_residual_scale
+
+    step = FLOOR_DB_PER_OCTAVE
+    assert next_residual_scale(1.0, 30.0 - step, 30.0) == pytest.approx(0.5)  # one step below: halved
+    assert next_residual_scale(0.5, 30.0 - 2 * step, 30.0) == pytest.approx(0.125)
+    assert next_residual_scale(0.125, 30.0 + step, 30.0) == pytest.approx(0.25)  # recovering: raised again
+    assert next_residual_scale(1.0, 40.0, 30.0) == 1.0  # never above the fixed penalty
+    assert next_residual_scale(1.0, 0.0, 30.0) == MIN_RESIDUAL_SCALE  # and bounded below
+    with pytest.raises(ValueError, match="max_drift_db"):
+        SequenceConfig(max_drift_db=0.0)
+
+
+def test_quality_floor_holds_predicted_frames_closer_to_the_key_frame():
+    frames, _ = load_bundled_clip(max_frames=8, size=(160, 90))
+    results = {}
+    for floor in (None, 0.05):
+        # A 5x residual penalty, so that the fixed one drifts at this small size.
+        enc = SequenceEncoder(small_config(gop=16, max_drift_db=floor, residual_weight=1e-3), 90, 160)
+        ref, coded = None, []
+        for frame in frames:
+            c = enc.encode(frame)
+            decoded = decode_frame(c.payload, ref)
+            assert decoded.equal(c.quantized)  # closed loop holds with the floor too
+            ref = decoded
+            coded.append(c)
+        results[floor] = coded
+    drift = {f: c[0].psnr - np.mean([x.psnr for x in c[-4:]]) for f, c in results.items()}
+    size = {f: sum(len(x.payload) for x in c[1:]) for f, c in results.items()}
+    assert results[None][0].payload == results[0.05][0].payload  # same key frame
+    assert drift[0.05] < drift[None] - 0.3  # measured: 0.14 vs 0.77 dB
+    assert size[0.05] > size[None]  # bought with residual bits (measured: 3,711 vs 2,344 B)
+
+
 def test_sequence_encoder_rejects_wrong_frames():
     enc = SequenceEncoder(small_config(), 90, 160)
     with pytest.raises(ValueError, match="uint8"):

@@ -6,7 +6,9 @@ prunes Gaussians that contribute little, adds new ones where the error is
 large, fine-tunes all of them with a rate penalty that keeps the kept
 Gaussians close to their reference (small residuals code cheaply), then
 fine-tunes on the quantisation grid (straight-through rounding) and codes the
-result as integer residuals. A new key frame starts at every GOP boundary
+result as integer residuals. A quality floor (``max_drift_db``) lowers that
+penalty for the next frame whenever a frame falls too far below its key
+frame, so quality holds along the GOP instead of drifting down. A new key frame starts at every GOP boundary
 (frames 0, gop, 2 gop, ...: fixed, so that GOPs are independent of each other
 and can be encoded in parallel, see :mod:`gfix_sdk.scale`) and wherever the
 reference explains the new frame much worse than it explained the last one (a
@@ -53,6 +55,7 @@ class SequenceConfig:
     residual_weight: float = 2e-4  #: L1 penalty per grid step a kept Gaussian moves
     scene_cut_db: float = 10.0  #: PSNR drop of the reference that forces a key frame (see is_scene_cut)
     p_lr_scale: float = 1.5  #: predicted-frame learning rates relative to key frames (chosen by BD-rate, see README)
+    max_drift_db: float | None = 0.9  #: quality floor: predicted frames aim at >= key frame's PSNR - this (None: fixed penalty; see next_residual_scale)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -63,6 +66,8 @@ class SequenceConfig:
         for name in ("key_iterations", "p_iterations", "qat_iterations"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
+        if self.max_drift_db is not None and not self.max_drift_db > 0:
+            raise ValueError(f"max_drift_db must be > 0 or None, got {self.max_drift_db}")
 
 
 PRESETS: dict[str, SequenceConfig] = {
@@ -79,12 +84,31 @@ PRESETS: dict[str, SequenceConfig] = {
 #: made every frame a key frame.
 SCENE_CUT_BASELINE_DB = 30.0
 
+#: Quality floor (``SequenceConfig.max_drift_db``): each this many dB a
+#: predicted frame falls below the floor halves the next frame's residual
+#: penalty; it never goes below MIN_RESIDUAL_SCALE x ``residual_weight``.
+FLOOR_DB_PER_OCTAVE = 0.25
+MIN_RESIDUAL_SCALE = 1.0 / 64
+
 
 def is_scene_cut(prediction_psnr: float, reference_psnr: float, drop_db: float) -> bool:
     """True when the reference's render explains the new frame (``prediction_psnr``)
     more than ``drop_db`` worse than it explained its own frame
     (``reference_psnr``, counted as at most :data:`SCENE_CUT_BASELINE_DB`)."""
     return prediction_psnr < min(reference_psnr, SCENE_CUT_BASELINE_DB) - drop_db
+
+
+def next_residual_scale(scale: float, frame_psnr: float, floor_psnr: float) -> float:
+    """The quality floor's controller: the residual penalty's scale (x
+    ``residual_weight``) for the next predicted frame, given this frame's.
+
+    It is halved for every :data:`FLOOR_DB_PER_OCTAVE` dB the frame fell
+    below ``floor_psnr`` (the key frame's PSNR - ``max_drift_db``) and
+    doubled for every one it stayed above, within [:data:`MIN_RESIDUAL_SCALE`,
+    1]: the penalty is lowered only as far as holding the floor needs, and
+    never raised above the fixed one."""
+    scale *= 2.0 ** ((frame_psnr - floor_psnr) / FLOOR_DB_PER_OCTAVE)
+    return min(1.0, max(MIN_RESIDUAL_SCALE, scale))
 
 
 @dataclass
@@ -177,6 +201,8 @@ class SequenceEncoder:
         self.device = resolve_device(device)
         self._ref: QuantizedFrame | None = None
         self._ref_psnr = 0.0
+        self._key_psnr = 0.0
+        self._residual_scale = 1.0
         self._index = start_index
 
     def encode(self, rgb: np.ndarray | Tensor) -> CodedFrame:
@@ -204,8 +230,18 @@ class SequenceEncoder:
             psnr=psnr(recon, target),
         )
         self._ref, self._ref_psnr = quantized, coded.psnr
+        self._steer_residual_penalty(key, coded.psnr)
         self._index += 1
         return coded
+
+    def _steer_residual_penalty(self, key: bool, frame_psnr: float) -> None:
+        # Reset at every key frame and driven only by the GOP's own frames:
+        # GOPs stay independent and the bytes deterministic.
+        if key:
+            self._key_psnr, self._residual_scale = frame_psnr, 1.0
+        elif self.config.max_drift_db is not None:
+            self._residual_scale = next_residual_scale(self._residual_scale, frame_psnr,
+                                                       self._key_psnr - self.config.max_drift_db)
 
     def _fit_config(self, iterations: int, scale: float) -> FitConfig:
         base = FitConfig()
@@ -256,6 +292,7 @@ class SequenceEncoder:
         if anchor is not None and cfg.residual_weight > 0:
             k, ref = anchor
             ref_chol = canonical_chol(ref.chol)
+            weight = cfg.residual_weight * self._residual_scale
 
             def moved_penalty(means: Tensor, chol: Tensor, colors: Tensor) -> Tensor:
                 moved = (
@@ -263,7 +300,7 @@ class SequenceEncoder:
                     + (canonical_chol(chol[:k]) - ref_chol).abs().sum() / cfg.quant.chol_step
                     + (colors[:k] - ref.colors).abs().sum() / cfg.quant.luma_step
                 )
-                return cfg.residual_weight * moved / cfg.gaussians
+                return weight * moved / cfg.gaussians
 
             penalty = moved_penalty
 
@@ -290,4 +327,5 @@ def _as_float_image(rgb: np.ndarray | Tensor, height: int, width: int) -> Tensor
     return check_frame(rgb, height, width).to(torch.float32) / 255.0
 
 
-__all__ = ["SequenceConfig", "SequenceEncoder", "CodedFrame", "PRESETS", "check_frame", "contribution", "resolve_device"]
+__all__ = ["SequenceConfig", "SequenceEncoder", "CodedFrame", "PRESETS", "check_frame", "contribution", "next_residual_scale",
+           "resolve_device"]
