@@ -371,4 +371,6 @@ def test_scale_bench_runs_and_files_agree(capsys, tmp_path):
     assert [r["workers"] for r in result["runs"]] == [1, 1, 2]
     assert result["runs"][1]["label"] == "1 worker (worker-sized)"
     assert result["runs"][2]["speedup_per_worker"] == result["runs"][1]["seconds"] / result["runs"][2]["seconds"]
+    assert result["speedup_ceiling"] == 2 * result["runs"][0]["seconds"] / result["runs"][1]["seconds"]
+    assert "ceiling of the equal-CPU speed-up" in capsys.readouterr().out
     assert all(r["same_bytes"] for r in result["runs"]) and len(result["gop_seconds"]) == 2
