@@ -21,7 +21,11 @@ default, 1) and rasterizes on all the CPUs it has, and must write the same
 bytes (sha256). The speed-up is the 1-worker
 time over each N-worker time; the target (on a 2-core machine, N = 2) is
 >= 1.6x. Per-GOP times of the 1-worker run are printed too: they are what a
-GOP task costs, the unit for estimating larger jobs.
+GOP task costs, the unit for estimating larger jobs. The ceiling line is the
+most the equal-CPU speed-up could be with perfect scale-out and no overhead
+(N x the 1-worker time / the worker-sized time): on 2 cores it is below the
+1.6x target whenever the 1-worker run gains more than 1.25x from its second
+core.
 """
 
 from __future__ import annotations
