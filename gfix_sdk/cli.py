@@ -315,7 +315,7 @@ def _add_codec_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-drift", type=drift_db, metavar="DB",
                         help="quality floor: predicted frames get a lower residual penalty (more bits) whenever "
                              "they fall more than DB below their GOP's key frame (PSNR); 'off' keeps the fixed "
-                             "penalty (fewer bits, quality falls along the GOP). Default: the preset's (1.0)")
+                             "penalty (fewer bits, quality falls along the GOP). Default: 0.9 in every preset")
     parser.add_argument("--device", help="where Gaussians are fitted and the enhancer trains: cpu, cuda or cuda:N "
                                          "(default: cuda when available)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
